@@ -1,0 +1,205 @@
+// Package membership turns heartbeat observations into the cluster's view
+// of its peers: which lanes answer, with what round-trip time, whether the
+// peer runs the same configuration, and what state it last reported. A peer
+// is down only when every one of its lanes has timed out.
+package membership
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vigil-ha/vigil/control/ledger"
+)
+
+// PeerSpec names one peer and its lanes.
+type PeerSpec struct {
+	Index uint8
+	Name  string
+	// Lanes are the lane names, indexed by lane index.
+	Lanes []string
+}
+
+// Lane is one lane to a peer.
+type Lane struct {
+	Name      string
+	LastReply time.Time
+	RTT       time.Duration
+	Up        bool
+}
+
+// Peer is what the table knows of one peer.
+type Peer struct {
+	Index uint8
+	Name  string
+	Lanes []Lane
+	// Up is true while at least one lane is up and the configuration matches.
+	Up bool
+	// Seen is true once any authenticated packet arrived from the peer.
+	Seen bool
+	// Mismatch is true when the peer's configuration hash differs from ours.
+	Mismatch    bool
+	ConfigHash  [16]byte
+	Incarnation uint64
+	// Payload is the peer's last reported state; valid when HasPayload.
+	Payload    ledger.Payload
+	HasPayload bool
+}
+
+// ChangeKind says what changed.
+type ChangeKind uint8
+
+// Kinds of change.
+const (
+	PeerUp ChangeKind = iota
+	PeerDown
+	LaneUp
+	LaneDown
+	PeerRestarted
+	PeerMismatch
+)
+
+func (k ChangeKind) String() string {
+	return [...]string{"peer up", "peer down", "lane up", "lane down", "peer restarted", "peer config mismatch"}[k]
+}
+
+// Change is one transition.
+type Change struct {
+	Kind ChangeKind
+	Peer uint8
+	Name string
+	Lane string
+	// LastReply is, for PeerDown, when the last reply on any lane arrived.
+	LastReply time.Time
+}
+
+// String describes the change for logs and timelines.
+func (c Change) String() string {
+	if c.Lane != "" {
+		return fmt.Sprintf("%s: %s lane %s", c.Kind, c.Name, c.Lane)
+	}
+	return fmt.Sprintf("%s: %s", c.Kind, c.Name)
+}
+
+// Table is the membership view. It is not safe for concurrent use: the node
+// core owns it from one goroutine.
+type Table struct {
+	self    [16]byte
+	timeout time.Duration
+	peers   map[uint8]*Peer
+	order   []uint8
+	pending []Change
+}
+
+// New returns a table for peers, with lanes timing out after timeout.
+func New(selfHash [16]byte, timeout time.Duration, peers []PeerSpec) *Table {
+	t := &Table{self: selfHash, timeout: timeout, peers: make(map[uint8]*Peer)}
+	for _, ps := range peers {
+		p := &Peer{Index: ps.Index, Name: ps.Name, Lanes: make([]Lane, len(ps.Lanes))}
+		for i, n := range ps.Lanes {
+			p.Lanes[i].Name = n
+		}
+		t.peers[ps.Index] = p
+		t.order = append(t.order, ps.Index)
+	}
+	return t
+}
+
+// Peer returns the peer with index i, or nil.
+func (t *Table) Peer(i uint8) *Peer { return t.peers[i] }
+
+// Peers returns the peers in the order they were given.
+func (t *Table) Peers() []*Peer {
+	out := make([]*Peer, 0, len(t.order))
+	for _, i := range t.order {
+		out = append(out, t.peers[i])
+	}
+	return out
+}
+
+// Reply records an authenticated reply from peer on lane.
+func (t *Table) Reply(peer, lane uint8, rtt time.Duration, hash [16]byte, incarnation uint64, now time.Time) {
+	p := t.identify(peer, lane, hash, incarnation)
+	if p == nil {
+		return
+	}
+	l := &p.Lanes[lane]
+	l.LastReply = now
+	l.RTT = rtt
+	t.evaluate(p, now)
+}
+
+// Probe records an authenticated probe from peer on lane with its payload.
+func (t *Table) Probe(peer, lane uint8, hash [16]byte, incarnation uint64, payload ledger.Payload) {
+	p := t.identify(peer, lane, hash, incarnation)
+	if p == nil || p.Mismatch {
+		return
+	}
+	p.Payload = payload
+	p.HasPayload = true
+}
+
+func (t *Table) identify(peer, lane uint8, hash [16]byte, incarnation uint64) *Peer {
+	p := t.peers[peer]
+	if p == nil || int(lane) >= len(p.Lanes) {
+		return nil
+	}
+	if p.Seen && p.Incarnation != incarnation {
+		t.pending = append(t.pending, Change{Kind: PeerRestarted, Peer: p.Index, Name: p.Name})
+		p.HasPayload = false
+	}
+	p.Seen = true
+	p.Incarnation = incarnation
+	p.ConfigHash = hash
+	mismatch := hash != t.self
+	if mismatch && !p.Mismatch {
+		t.pending = append(t.pending, Change{Kind: PeerMismatch, Peer: p.Index, Name: p.Name})
+		p.HasPayload = false
+	}
+	p.Mismatch = mismatch
+	return p
+}
+
+// Tick re-evaluates every peer at now and returns the changes since the
+// last call, in order.
+func (t *Table) Tick(now time.Time) []Change {
+	for _, i := range t.order {
+		t.evaluate(t.peers[i], now)
+	}
+	out := t.pending
+	t.pending = nil
+	return out
+}
+
+func (t *Table) evaluate(p *Peer, now time.Time) {
+	anyUp := false
+	var last time.Time
+	for i := range p.Lanes {
+		l := &p.Lanes[i]
+		up := !l.LastReply.IsZero() && now.Sub(l.LastReply) <= t.timeout
+		if up != l.Up {
+			kind := LaneDown
+			if up {
+				kind = LaneUp
+			}
+			t.pending = append(t.pending, Change{Kind: kind, Peer: p.Index, Name: p.Name, Lane: l.Name})
+			l.Up = up
+		}
+		anyUp = anyUp || up
+		if l.LastReply.After(last) {
+			last = l.LastReply
+		}
+	}
+	up := anyUp && !p.Mismatch
+	if up != p.Up {
+		c := Change{Kind: PeerDown, Peer: p.Index, Name: p.Name, LastReply: last}
+		if up {
+			c.Kind = PeerUp
+		} else {
+			// What a lost peer said is stale by the time it comes back: until
+			// it speaks again, nobody may assume it runs nothing.
+			p.HasPayload = false
+		}
+		t.pending = append(t.pending, c)
+		p.Up = up
+	}
+}
