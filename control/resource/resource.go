@@ -1,0 +1,182 @@
+// Package resource implements the group resources a node starts and stops:
+// exec scripts and floating IP addresses. AWS and mirror disk resources build
+// on the same interface.
+package resource
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/vigil-ha/vigil/control/config"
+	"github.com/vigil-ha/vigil/control/script"
+	"github.com/vigil-ha/vigil/dataplane/vip"
+)
+
+// Resource is one group resource on this node.
+type Resource interface {
+	// Start brings the resource up. Already active is success.
+	Start(ctx context.Context) error
+	// Stop takes the resource down. Already inactive is success.
+	Stop(ctx context.Context) error
+}
+
+// Event says why a resource is started or stopped; exec scripts see it as
+// VIGIL_EVENT.
+type Event string
+
+// Events.
+const (
+	EventStart    Event = "start"    // cluster start or operator start
+	EventFailover Event = "failover" // taken over from a lost or failed server
+	EventMove     Event = "move"     // operator move
+	EventRecover  Event = "recover"  // reactivation by a monitor's recovery
+	EventStop     Event = "stop"
+)
+
+type eventKey struct{}
+
+// WithEvent returns a context that tells resources why they are acted on.
+func WithEvent(ctx context.Context, ev Event) context.Context {
+	return context.WithValue(ctx, eventKey{}, ev)
+}
+
+// EventOf returns the event carried by ctx, EventStart by default.
+func EventOf(ctx context.Context) Event {
+	if ev, ok := ctx.Value(eventKey{}).(Event); ok {
+		return ev
+	}
+	return EventStart
+}
+
+// Env describes where a resource runs, for scripts' environment.
+type Env struct {
+	Cluster string
+	Server  string
+	Group   string
+}
+
+// Factory builds the node's resources.
+type Factory struct {
+	Env     Env
+	Runner  script.Runner
+	Addrs   *AddrSet
+	Cluster string
+}
+
+// New builds the resource r of group as seen from server.
+func (f *Factory) New(group string, r *config.Resource) (Resource, error) {
+	env := f.Env
+	env.Group = group
+	switch r.Type {
+	case config.KindExec:
+		return &Exec{Name: r.Name, Spec: *r.Exec, Env: env, Runner: f.Runner}, nil
+	case config.KindFloatingIP:
+		b, err := FloatingBinding(r.FloatingIP)
+		if err != nil {
+			return nil, fmt.Errorf("resource %s: %w", r.Name, err)
+		}
+		return &FloatingIP{Binding: b, Addrs: f.Addrs}, nil
+	default:
+		return nil, fmt.Errorf("resource %s: type %s is not supported by this build", r.Name, r.Type)
+	}
+}
+
+// FloatingBinding turns a floating_ip resource into the binding it makes.
+func FloatingBinding(f *config.FloatingIP) (vip.Binding, error) {
+	p, err := netip.ParsePrefix(f.Address)
+	if err != nil {
+		return vip.Binding{}, fmt.Errorf("floating ip address %q: %w", f.Address, err)
+	}
+	return vip.Binding{Interface: f.Interface, Prefix: p}, nil
+}
+
+// Exec runs the start and stop scripts of an application.
+type Exec struct {
+	Name   string
+	Spec   config.Exec
+	Env    Env
+	Runner script.Runner
+}
+
+// Start runs the start script.
+func (e *Exec) Start(ctx context.Context) error { return e.run(ctx, e.Spec.Start, EventOf(ctx)) }
+
+// Stop runs the stop script, if any.
+func (e *Exec) Stop(ctx context.Context) error {
+	if e.Spec.Stop == "" {
+		return nil
+	}
+	return e.run(ctx, e.Spec.Stop, EventStop)
+}
+
+func (e *Exec) run(ctx context.Context, path string, ev Event) error {
+	env := []string{
+		"VIGIL_CLUSTER=" + e.Env.Cluster,
+		"VIGIL_SERVER=" + e.Env.Server,
+		"VIGIL_GROUP=" + e.Env.Group,
+		"VIGIL_RESOURCE=" + e.Name,
+		"VIGIL_EVENT=" + string(ev),
+	}
+	keys := make([]string, 0, len(e.Spec.Env))
+	for k := range e.Spec.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+e.Spec.Env[k])
+	}
+	spec := script.Spec{Path: path, Env: env}
+	if dl, ok := ctx.Deadline(); ok {
+		spec.Timeout = timeUntil(dl)
+	}
+	if _, err := e.Runner.Run(ctx, spec); err != nil {
+		return fmt.Errorf("exec %s: %w", e.Name, err)
+	}
+	return nil
+}
+
+// AddrSet is the set of floating addresses this node wants bound; every
+// change hands the whole desired set to the binder in one idempotent call.
+type AddrSet struct {
+	mu      sync.Mutex
+	binder  vip.Binder
+	desired []vip.Binding
+}
+
+// NewAddrSet returns an empty set over binder.
+func NewAddrSet(b vip.Binder) *AddrSet { return &AddrSet{binder: b} }
+
+func (s *AddrSet) change(b vip.Binding, want bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := slices.DeleteFunc(slices.Clone(s.desired), func(x vip.Binding) bool { return x == b })
+	if want {
+		next = append(next, b)
+	}
+	if err := s.binder.Set(next); err != nil {
+		return err
+	}
+	s.desired = next
+	return nil
+}
+
+// FloatingIP is an address bound to an interface while the group runs here.
+type FloatingIP struct {
+	Binding vip.Binding
+	Addrs   *AddrSet
+}
+
+// Start binds the address.
+func (f *FloatingIP) Start(context.Context) error { return f.Addrs.change(f.Binding, true) }
+
+// Stop unbinds the address.
+func (f *FloatingIP) Stop(context.Context) error { return f.Addrs.change(f.Binding, false) }
+
+// String names the binding for logs.
+func (f *FloatingIP) String() string {
+	return strings.Join([]string{f.Binding.Prefix.String(), f.Binding.Interface}, " on ")
+}
