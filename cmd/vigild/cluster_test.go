@@ -1,0 +1,234 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-ha/vigil/control/api"
+	"github.com/vigil-ha/vigil/dataplane/heartbeat"
+)
+
+func TestDaemonStartAndFailoverAfterSIGKILL(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBoth()
+	c.onlineOn(0, 0, 1)
+	if !c.hasAddr(0) || c.hasAddr(1) {
+		t.Fatalf("floating IP: node1 %v, node2 %v; want node1 only", c.hasAddr(0), c.hasAddr(1))
+	}
+	if got := c.count("node1 start"); got != 1 {
+		t.Fatalf("app started %d times on node1, want 1: %q", got, c.journal())
+	}
+	c.kill(0)
+	c.onlineOn(1, 1)
+	if !c.hasAddr(1) {
+		t.Fatal("node2 online without the floating IP")
+	}
+	if got := c.count("node2 failover"); got != 1 {
+		t.Fatalf("journal %q: want one failover start on node2", c.journal())
+	}
+	s, err := c.status(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.LastFailover == nil || s.LastFailover.From != "node1" || s.LastFailover.To != "node2" {
+		t.Fatalf("last failover %+v", s.LastFailover)
+	}
+	// The crashed node comes back: it removes the address it left behind
+	// and joins as standby.
+	c.start(0, filepath.Join(c.dir, "cluster.yaml"))
+	c.eventually("node1 back as standby", func() bool { return c.groupOn(0, api.StateOnline, "node2") })
+	if c.hasAddr(0) {
+		t.Fatal("restarted node1 kept the stale floating IP")
+	}
+	if got := metric(c.scrape(1), "vigil_failovers_total", `group="failover1"`); got != 1 {
+		t.Errorf("vigil_failovers_total on node2 = %v, want 1", got)
+	}
+}
+
+func TestDaemonGroupMove(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBoth()
+	c.onlineOn(0, 0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.client(1).GroupMove(ctx, "failover1", "node2"); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	c.onlineOn(1, 0, 1)
+	if c.hasAddr(0) || !c.hasAddr(1) {
+		t.Fatalf("after move: node1 has the IP %v, node2 %v", c.hasAddr(0), c.hasAddr(1))
+	}
+	want := []string{"node1 start", "node1 stop", "node2 move"}
+	if got := c.journal(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("journal %q, want %q", got, want)
+	}
+	if err := c.client(0).GroupMove(ctx, "failover1", "node2"); err == nil || !strings.Contains(err.Error(), "already runs on node2") {
+		t.Fatalf("second move: err = %v", err)
+	}
+	if err := c.client(0).GroupStop(ctx, "failover1"); err != nil {
+		t.Fatalf("group stop: %v", err)
+	}
+	if c.hasAddr(0) || c.hasAddr(1) {
+		t.Fatal("floating IP still bound after group stop")
+	}
+	if err := c.client(0).GroupStart(ctx, "failover1", ""); err != nil {
+		t.Fatalf("group start: %v", err)
+	}
+	c.onlineOn(0, 0, 1)
+}
+
+func TestDaemonRecoveryThroughAllStages(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBoth()
+	c.onlineOn(0, 0, 1)
+	for _, n := range c.names {
+		c.write("fail."+n, 0o644, "")
+	}
+	// node1 reactivates, fails over to node2; node2 reactivates, fails
+	// over back; node1 has no count left: final action, stop the group.
+	c.eventually("failover1 stopped by the final action", func() bool {
+		s, err := c.status(0)
+		return err == nil && s.Groups[0].Stopped && s.Groups[0].State == api.StateOffline && !c.hasAddr(0) && !c.hasAddr(1)
+	})
+	for _, k := range []struct {
+		line string
+		want int
+	}{
+		{"node1 start", 1}, {"node1 recover", 1}, {"node2 failover", 1}, {"node2 recover", 1}, {"node1 failover", 1},
+	} {
+		if got := c.count(k.line); got != k.want {
+			t.Errorf("%q %d times, want %d; journal %q", k.line, got, k.want, c.journal())
+		}
+	}
+	text := c.scrape(0)
+	for _, action := range []string{"reactivate", "failover", "final"} {
+		if got := metric(text, "vigil_monitor_recovery_total", `monitor="appw1"`, `action="`+action+`"`); got != 1 {
+			t.Errorf("node1 vigil_monitor_recovery_total{action=%q} = %v, want 1", action, got)
+		}
+	}
+}
+
+func TestDaemonNPResolution(t *testing.T) {
+	t.Run("standby cut off", func(t *testing.T) {
+		c := newTestCluster(t)
+		c.startBoth()
+		c.onlineOn(0, 0, 1)
+		c.cut(1, true)
+		c.eventually("node2 isolated", func() bool {
+			s, err := c.status(1)
+			return err == nil && s.Service == api.ServiceIsolated
+		})
+		c.eventually("node1 sees node2 down", func() bool {
+			s, err := c.status(0)
+			return err == nil && s.Nodes[1].State == api.NodeDown
+		})
+		if !c.groupOn(0, api.StateOnline, "node1") || !c.hasAddr(0) || c.hasAddr(1) {
+			t.Fatal("the partition moved the group")
+		}
+		if got := c.count("node2 failover"); got != 0 {
+			t.Fatalf("isolated node2 started the group: %q", c.journal())
+		}
+		c.cut(1, false)
+		c.eventually("node2 rejoins", func() bool {
+			s, err := c.status(1)
+			return err == nil && s.Service == api.ServiceRunning && s.Groups[0].Owner == "node1"
+		})
+	})
+	t.Run("active cut off", func(t *testing.T) {
+		c := newTestCluster(t)
+		c.startBoth()
+		c.onlineOn(0, 0, 1)
+		c.cut(0, true)
+		c.eventually("node1 isolated and stopped", func() bool {
+			s, err := c.status(0)
+			return err == nil && s.Service == api.ServiceIsolated && !c.hasAddr(0)
+		})
+		c.onlineOn(1, 1)
+		if !c.hasAddr(1) {
+			t.Fatal("node2 online without the floating IP")
+		}
+		c.cut(0, false)
+		c.onlineOn(1, 0, 1)
+		if got := c.count("node1 start"); got != 1 {
+			t.Fatalf("node1 restarted the group after the partition: %q", c.journal())
+		}
+	})
+}
+
+func TestDaemonRefusesPeerWithOtherConfig(t *testing.T) {
+	c := newTestCluster(t)
+	c.start(0, filepath.Join(c.dir, "cluster.yaml"))
+	c.onlineOn(0, 0)
+	other := strings.ReplaceAll(clusterConfig, "@DIR@", c.dir)
+	other = strings.Replace(other, "reactivation_count: 1", "reactivation_count: 2", 1)
+	c.start(1, c.write("other.yaml", 0o644, other))
+	c.eventually("node2 refusing to join", func() bool {
+		s, err := c.status(1)
+		return err == nil && s.Service == api.ServiceRefused && strings.Contains(s.Reason, "configuration differs from node1's")
+	})
+	c.eventually("node1 sees node2 mismatched", func() bool {
+		s, err := c.status(0)
+		return err == nil && s.Nodes[1].State == api.NodeMismatch
+	})
+	if !c.groupOn(0, api.StateOnline, "node1") || c.hasAddr(1) {
+		t.Fatal("a refused node disturbed the group")
+	}
+}
+
+func TestDaemonDropsMalformedHeartbeats(t *testing.T) {
+	c := newTestCluster(t)
+	c.startBoth()
+	c.onlineOn(0, 0, 1)
+	key, err := os.ReadFile(filepath.Join(c.dir, "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := heartbeat.NewCodec([]byte("not the cluster key, not at all!"))
+	right := heartbeat.NewCodec(key)
+	probe := func(codec *heartbeat.Codec, sender uint8) []byte {
+		p := &heartbeat.Packet{Type: heartbeat.TypeProbe, Sender: sender, Incarnation: 1, Seq: 1, SentAt: time.Now().UnixNano()}
+		b, err := codec.Append(nil, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const rounds = 50
+	c.nat.Do(t, func() error {
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("198.18.0.1:29001")))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		for i := range rounds {
+			garbage := []byte(strings.Repeat("x", 20+i))
+			for _, b := range [][]byte{garbage, probe(wrong, 1), probe(right, 1)} {
+				if _, err := conn.Write(b); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	c.eventually("drops counted by reason", func() bool {
+		text := c.scrape(0)
+		return metric(text, "vigil_heartbeat_dropped_total", `reason="malformed"`) >= rounds &&
+			metric(text, "vigil_heartbeat_dropped_total", `reason="bad_mac"`) >= rounds &&
+			metric(text, "vigil_heartbeat_dropped_total", `reason="unknown_peer"`) >= rounds
+	})
+	s, err := c.status(0)
+	if err != nil {
+		t.Fatalf("vigild after the flood: %v", err)
+	}
+	if s.Nodes[1].State != api.NodeUp || s.Groups[0].State != api.StateOnline {
+		t.Fatalf("after the flood: node2 %s, group %s", s.Nodes[1].State, s.Groups[0].State)
+	}
+}
