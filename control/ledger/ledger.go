@@ -42,6 +42,28 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
+// Cause says why a generation was started; the new owner's scripts see it.
+type Cause uint8
+
+// Causes.
+const (
+	CauseStart    Cause = iota // cluster start or an operator's start
+	CauseFailover              // the owner was lost, failed to start it, or a monitor failed it over
+	CauseMove                  // an operator's move
+	CauseStop                  // an operator's stop, a final action, or a hand-over
+	numCauses
+)
+
+var causeNames = [...]string{"start", "failover", "move", "stop"}
+
+// String returns the cause's name.
+func (c Cause) String() string {
+	if c < numCauses {
+		return causeNames[c]
+	}
+	return fmt.Sprintf("cause(%d)", uint8(c))
+}
+
 // Record is one group's ownership record.
 type Record struct {
 	// Gen counts ownership decisions; a higher Gen supersedes a lower one.
@@ -58,6 +80,8 @@ type Record struct {
 	// FailedMask has bit i set when the group failed to start on server i;
 	// such servers are not chosen until the group has been online again.
 	FailedMask uint64
+	// Cause says why this generation was started.
+	Cause Cause
 }
 
 // Failed reports whether the group failed to start on server.

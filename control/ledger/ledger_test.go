@@ -42,7 +42,7 @@ func TestSupersedes(t *testing.T) {
 
 func TestPayloadRoundTrip(t *testing.T) {
 	p := Payload{Service: ServiceRunning, Groups: []GroupView{
-		{Record: Record{Gen: 7, Seq: 3, Owner: 1, State: Online, FailedMask: 1 << 0}, Active: true},
+		{Record: Record{Gen: 7, Seq: 3, Owner: 1, State: Online, FailedMask: 1 << 0, Cause: CauseFailover}, Active: true},
 		{Record: Record{Gen: 2, Owner: NoOwner, State: Offline, Stopped: true}},
 	}}
 	b, err := p.AppendEncode(nil)

@@ -47,7 +47,7 @@ type Payload struct {
 const (
 	payloadVersion = 1
 	headerLen      = 3
-	groupLen       = 4 + 4 + 1 + 1 + 1 + 8
+	groupLen       = 4 + 4 + 1 + 1 + 1 + 1 + 8
 	// MaxGroups is the most groups a payload carries.
 	MaxGroups = 48
 
@@ -77,7 +77,7 @@ func (p Payload) AppendEncode(b []byte) ([]byte, error) {
 		if g.Active {
 			flags |= flagActive
 		}
-		b = append(b, flags)
+		b = append(b, flags, byte(r.Cause))
 		b = binary.BigEndian.AppendUint64(b, r.FailedMask)
 	}
 	return b, nil
@@ -107,11 +107,15 @@ func Decode(b []byte) (Payload, error) {
 			Seq:        binary.BigEndian.Uint32(g[4:]),
 			Owner:      g[8],
 			State:      State(g[9]),
-			FailedMask: binary.BigEndian.Uint64(g[11:]),
+			Cause:      Cause(g[11]),
+			FailedMask: binary.BigEndian.Uint64(g[12:]),
 		}
 		flags := g[10]
 		if r.State >= numStates {
 			return Payload{}, fmt.Errorf("%w: group %d state %d", ErrMalformed, i, g[9])
+		}
+		if r.Cause >= numCauses {
+			return Payload{}, fmt.Errorf("%w: group %d cause %d", ErrMalformed, i, g[11])
 		}
 		if flags&^knownFlags != 0 {
 			return Payload{}, fmt.Errorf("%w: group %d flags %#x", ErrMalformed, i, flags)
