@@ -2,7 +2,7 @@ package config
 
 import "fmt"
 
-// Defaults of the cluster-wide settings. docs/configuration.md lists them
+// Defaults of the cluster-wide settings. README.md's configuration reference lists them
 // with every other default.
 const (
 	DefaultHeartbeatPort       = 29001

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# make demo: a two-node Vigil cluster on this machine that fails over.
+#
+# Three network namespaces on a private switch namespace: node1 and node2
+# (the cluster, two interconnect lanes) and nat (the guides' NAT instance:
+# NP target and client). Both daemons start, node1 runs failover1 (a
+# floating IP and an exec application), the demo SIGKILLs node1's vigild,
+# node2 takes over, and the failover time is measured from the kill to the
+# group online on node2. Everything created is removed on exit.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin=$top/bin
+[ "$(id -u)" -eq 0 ] || { echo "demo: needs root (network namespaces)" >&2; exit 1; }
+[ -x "$bin/vigild" ] && [ -x "$bin/vigilctl" ] || { echo "demo: run 'make build' first" >&2; exit 1; }
+
+tag=vd$$
+sw=$tag-sw n1=$tag-n1 n2=$tag-n2 nat=$tag-nat
+work=$(mktemp -d /tmp/vigil-demo.XXXXXX)
+pids=()
+
+if [ -t 1 ]; then
+	say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+	say() { printf '\n== %s\n' "$*"; }
+fi
+
+cleanup() {
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
+	for _ in $(seq 50); do
+		alive=0
+		for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+		[ $alive -eq 0 ] && break
+		sleep 0.1
+	done
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+	for ns in $n1 $n2 $nat $sw; do ip netns del "$ns" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "topology: namespaces $n1 $n2 $nat on switch $sw (198.18.0.0/24 lan1, 198.18.1.0/24 lan2)"
+for ns in $sw $n1 $n2 $nat; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip -n $sw link add br0 type bridge; ip -n $sw link set br0 up
+ip -n $sw link add br1 type bridge; ip -n $sw link set br1 up
+plug() { # plug NS IF BRIDGE ADDR
+	local ns=$1 ifn=$2 br=$3 addr=$4 peer=${1##*-}-$2
+	ip link add "$peer" netns $sw type veth peer name "$ifn" netns "$ns"
+	ip -n $sw link set "$peer" master "$br" up
+	ip -n "$ns" addr add "$addr" dev "$ifn"
+	ip -n "$ns" link set "$ifn" up
+}
+plug $n1 eth0 br0 198.18.0.1/24; plug $n1 eth1 br1 198.18.1.1/24
+plug $n2 eth0 br0 198.18.0.2/24; plug $n2 eth1 br1 198.18.1.2/24
+plug $nat eth0 br0 198.18.0.254/24
+
+cp "$top"/examples/demo/*.sh "$work/"
+sed "s#: app-#: $work/app-#" "$top/examples/demo/cluster.yaml" > "$work/cluster.yaml"
+head -c 32 /dev/urandom > "$work/demo.key"; chmod 600 "$work/demo.key"
+"$bin/vigilctl" config check "$work/cluster.yaml" >/dev/null
+
+start() { # start NODE NS
+	ip netns exec "$2" "$bin/vigild" -config "$work/cluster.yaml" -server "$1" \
+		-socket "$work/$1.sock" >>"$work/$1.log" 2>&1 &
+	pids+=($!)
+	disown $!
+}
+ctl() { "$bin/vigilctl" --socket "$work/$1.sock" "${@:2}"; }
+state() { ctl "$1" status --json 2>/dev/null | jq -r --arg g "$2" '.groups[] | select(.name==$g) | "\(.state) \(.owner)"'; }
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+	local until=$((SECONDS + $1)) what=$2; shift 2
+	until "$@"; do
+		if [ $SECONDS -ge $until ]; then
+			echo "demo: timed out waiting for $what" >&2
+			tail -n 30 "$work"/*.log >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+}
+online_on() { [ "$(state "$1" failover1)" = "online $2" ]; }
+
+say "starting vigild on node1 and node2"
+start node1 $n1; pid1=$!
+start node2 $n2
+wait_for 30 "failover1 online on node1" online_on node1 node1
+wait_for 10 "node2 to see it" online_on node2 node1
+ctl node2 status
+
+say "client ($nat) reaches the floating IP 198.18.0.100"
+ip netns exec $nat ping -c 2 -W 1 198.18.0.100 | tail -n 2
+
+say "SIGKILL vigild on node1 (pid $pid1)"
+kill_ns=$(date +%s%N)
+kill -9 "$pid1"
+wait_for 30 "failover1 online on node2" online_on node2 node2
+ctl node2 status
+
+online_ns=$(ctl node2 status --json | jq -r '.last_failover.events[-1].at' | xargs -I{} date -d {} +%s%N)
+ms=$(( (online_ns - kill_ns) / 1000000 ))
+
+say "client reaches the floating IP on node2 (gratuitous ARP updated its cache)"
+ip netns exec $nat ping -c 2 -W 1 198.18.0.100 | tail -n 2
+
+say "restarting vigild on node1: it cleans the stale address and joins as standby"
+start node1 $n1
+wait_for 30 "node1 back as standby" online_on node1 node2
+if ip -n $n1 addr show dev eth0 | grep -q 198.18.0.100; then
+	echo "demo: node1 kept the stale floating IP" >&2; exit 1
+fi
+ctl node1 status | sed -n '1,12p'
+
+echo
+echo "demo: failover ok in $ms ms"
