@@ -1,19 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"testing"
-	"time"
 
-	"github.com/vigil-ha/vigil/control/api/apitest"
+	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if leaks := apitest.Leaks(5 * time.Second); code == 0 && len(leaks) > 0 {
-		fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaks)
-		code = 1
-	}
-	os.Exit(code)
-}
+// TestMain fails the run when a test leaves a goroutine behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -73,7 +73,7 @@ func (n *Node) merge(g *group, r ledger.Record) {
 	}
 	prev := g.rec
 	g.rec = r
-	if r.Owner == n.self && r.Gen != prev.Gen && !g.active() {
+	if r.Owner == n.self && r.Gen != prev.Gen && !g.active() && (r.Cause == ledger.CauseFailover || r.Cause == ledger.CauseMove) {
 		from := n.serverName(prev.Owner)
 		g.why = eventOf(r.Cause)
 		if g.tl == nil {
@@ -88,8 +88,6 @@ func (g *group) active() bool {
 	return g.busy || g.local == ledger.Starting || g.local == ledger.Online ||
 		g.local == ledger.Stopping || g.local == ledger.OfflineFailure
 }
-
-func (g *group) isLocalOwner(n *Node) bool { return g.rec.Owner == n.self && g.active() }
 
 // claim starts a new generation of the record with owner, for cause.
 func (g *group) claim(owner uint8, cause ledger.Cause, mod func(*ledger.Record)) {

@@ -93,6 +93,12 @@ func (n *Node) applyChanges(cs []membership.Change) {
 			if n.metrics != nil {
 				n.metrics.SetPeerUp(c.Name, true)
 			}
+			for _, g := range n.groups {
+				// A failover that never got as far as a claim is moot now.
+				if g.tl != nil && g.rec.Owner == c.Peer {
+					g.tl = nil
+				}
+			}
 			if n.service == ledger.ServiceIsolated {
 				n.setService(ledger.ServiceRunning, "")
 				n.log.Info("peer visible again: leaving isolation", "peer", c.Name)
@@ -125,7 +131,7 @@ func (n *Node) peerLost(c membership.Change) {
 		n.metrics.SetPeerUp(c.Name, false)
 	}
 	for _, g := range n.groups {
-		if g.rec.Owner == c.Peer || g.isLocalOwner(n) {
+		if g.rec.Owner == c.Peer {
 			t := g.newTimeline(c.Name, n.name)
 			if !c.LastReply.IsZero() {
 				t.add(c.LastReply, fmt.Sprintf("last heartbeat reply from %s", c.Name))

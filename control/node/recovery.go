@@ -110,7 +110,12 @@ func (n *Node) recover(m *mon) {
 		n.finalAction(m)
 		return
 	}
-	if g.rec.Owner != n.self || g.local != ledger.Online || g.busy {
+	if g.rec.Owner == n.self && g.busy {
+		// Another operation is under way: re-check once it ends.
+		m.recovering = true
+		return
+	}
+	if g.rec.Owner != n.self || g.local != ledger.Online {
 		n.log.Info("monitor error: recovery target not running here, nothing to recover", "monitor", m.cfg.Name, "target", rc.Target)
 		return
 	}
@@ -194,11 +199,15 @@ func (n *Node) maybeShutdown() {
 	}()
 }
 
-// afterOp re-arms the monitors whose recovery action on g just ended, so an
-// error that persists is reported, and acted on, again.
+// afterOp re-arms the monitors whose recovery waited for an operation on g,
+// and, once g is online here, those still in error from before: an error
+// that persists is reported, and acted on, again.
 func (n *Node) afterOp(g *group) {
 	for _, m := range n.mons {
-		if m.target == g && m.recovering && !m.final {
+		if m.target != g || m.final {
+			continue
+		}
+		if m.recovering || (g.local == ledger.Online && m.state.Status == monitor.StateError) {
 			m.recovering = false
 			m.runner.Rearm()
 			m.runner.CheckNow()

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -193,39 +192,3 @@ func (h *testHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (h *testHandler) WithGroup(string) slog.Handler { return h }
 
 var _ api.Backend = (*Backend)(nil)
-
-// leakMarkers are stack frames of goroutines an HTTP server or client leaves
-// behind when it is not shut down.
-var leakMarkers = []string{
-	"net/http.(*conn).serve",
-	"net/http.(*Server).Serve",
-	"net/http.(*persistConn)",
-	"github.com/vigil-ha/vigil/control/api.",
-}
-
-// Leaks waits up to timeout for the goroutines of HTTP servers, HTTP
-// connections and this API to end, and returns the stacks of those left.
-// A TestMain calls it after the tests.
-func Leaks(timeout time.Duration) []string {
-	deadline := time.Now().Add(timeout)
-	for {
-		var leaks []string
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "apitest.Leaks") {
-				continue
-			}
-			for _, m := range leakMarkers {
-				if strings.Contains(g, m) {
-					leaks = append(leaks, g)
-					break
-				}
-			}
-		}
-		if len(leaks) == 0 || time.Now().After(deadline) {
-			return leaks
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
