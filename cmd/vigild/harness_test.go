@@ -53,7 +53,7 @@ const clusterConfig = `
 cluster:
   name: itest
   key_file: cluster.key
-  heartbeat: {interval_ms: 50, timeout_ms: 300}
+  heartbeat: {interval_ms: 100, timeout_ms: 1000}
   startup_wait_ms: 2000
   np_resolution:
     targets: [{ping: 198.18.0.254}]

@@ -157,8 +157,10 @@ type cluster struct {
 	done   []chan error
 	mu     sync.Mutex
 	cut    map[[2]int]bool
-	dead   map[int]bool
-	hashes [][16]byte
+	// laneCut cuts one lane between two nodes: {a, b, lane}.
+	laneCut map[[3]int]bool
+	dead    map[int]bool
+	hashes  [][16]byte
 	// runners are the nodes' script runners: they record the shutdown
 	// command of a final action.
 	runners []*script.Fake
@@ -168,17 +170,18 @@ const testConfig = `
 cluster:
   name: test
   key_file: cluster.key
-  heartbeat: {interval_ms: 10, timeout_ms: 80}
+  heartbeat: {interval_ms: 20, timeout_ms: 400}
   startup_wait_ms: 300
   np_resolution:
     targets: [{ping: 198.18.2.1}]
     timeout_ms: 100
   shutdown_command: [/bin/true]
 servers:
-  - {name: n1, interconnects: {lan1: 198.18.0.1}}
-  - {name: n2, interconnects: {lan1: 198.18.0.2}}
+  - {name: n1, interconnects: {lan1: 198.18.0.1, lan2: 198.18.1.1}}
+  - {name: n2, interconnects: {lan1: 198.18.0.2, lan2: 198.18.1.2}}
 lanes:
   - {name: lan1, priority: 1}
+  - {name: lan2, priority: 2}
 groups:
   - name: g1
     resources:
@@ -227,7 +230,7 @@ func newCluster(t *testing.T, text string) *cluster {
 
 // newEmptyCluster returns a cluster whose nodes the test adds itself.
 func newEmptyCluster(t *testing.T, text string) *cluster {
-	c := &cluster{t: t, w: newWorld(t), cfg: parseConfig(t, text), cut: map[[2]int]bool{}, dead: map[int]bool{}}
+	c := &cluster{t: t, w: newWorld(t), cfg: parseConfig(t, text), cut: map[[2]int]bool{}, laneCut: map[[3]int]bool{}, dead: map[int]bool{}}
 	t.Cleanup(c.stop)
 	go c.network()
 	return c
@@ -285,8 +288,14 @@ func (c *cluster) network() {
 				if a == b || c.dead[a] || c.dead[b] || c.cut[[2]int{a, b}] || c.nodes[a] == nil || c.nodes[b] == nil {
 					continue
 				}
-				c.nodes[b].Observe(Observation{Kind: ProbeReceived, Peer: uint8(a), ConfigHash: c.hashes[a], Incarnation: inc + uint64(a), Payload: c.hbs[a].get()})
-				c.nodes[a].Observe(Observation{Kind: ReplyReceived, Peer: uint8(b), RTT: 100 * time.Microsecond, ConfigHash: c.hashes[b], Incarnation: inc + uint64(b)})
+				for l := range c.cfg.Lanes {
+					if c.laneCut[[3]int{a, b, l}] {
+						continue
+					}
+					lane := uint8(l)
+					c.nodes[b].Observe(Observation{Kind: ProbeReceived, Peer: uint8(a), Lane: lane, ConfigHash: c.hashes[a], Incarnation: inc + uint64(a), Payload: c.hbs[a].get()})
+					c.nodes[a].Observe(Observation{Kind: ReplyReceived, Peer: uint8(b), Lane: lane, RTT: time.Duration(100+l) * time.Microsecond, ConfigHash: c.hashes[b], Incarnation: inc + uint64(b)})
+				}
 			}
 		}
 		c.mu.Unlock()
@@ -334,6 +343,13 @@ func (c *cluster) partition(a, b int, cut bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cut[[2]int{a, b}], c.cut[[2]int{b, a}] = cut, cut
+}
+
+// cutLane cuts (or heals) one lane between nodes a and b, both ways.
+func (c *cluster) cutLane(a, b, lane int, cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.laneCut[[3]int{a, b, lane}], c.laneCut[[3]int{b, a, lane}] = cut, cut
 }
 
 func (c *cluster) status(i int) api.Status { return c.nodes[i].Status() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-ha/vigil/control/api"
 )
@@ -300,4 +301,28 @@ func TestFinalActionShutsDownAfterStopping(t *testing.T) {
 	if n := len(c.runners[1].Calls()); n != 0 {
 		t.Fatalf("n2 ran %d commands", n)
 	}
+}
+
+func TestPeerDownOnlyWhenEveryLaneIsDown(t *testing.T) {
+	c := newCluster(t, testConfig)
+	c.eventually("g1 online on n1", c.online(0))
+	c.cutLane(0, 1, 0, true)
+	c.eventually("n2 sees lan1 down, lan2 up", func() bool {
+		l := c.status(1).Nodes[0].Lanes
+		return !l[0].Up && l[1].Up && l[1].RTT == 101*time.Microsecond
+	})
+	if s := c.status(1); s.Nodes[0].State != api.NodeUp || s.LastFailover != nil {
+		t.Fatalf("one lane down: n1 %s, last failover %+v", s.Nodes[0].State, s.LastFailover)
+	}
+	// Both lanes down while both nodes still reach their NP target: the
+	// partition ping-based NP resolution cannot tell from a dead peer. n2
+	// takes over while n1 keeps running; when a lane heals, the newer
+	// generation wins and n1 stops.
+	c.w.mu.Lock()
+	c.w.overlapOK = true
+	c.w.mu.Unlock()
+	c.cutLane(0, 1, 1, true)
+	c.eventually("g1 online on n2", func() bool { return c.groupOn(1, "g1", api.StateOnline) })
+	c.cutLane(0, 1, 0, false)
+	c.eventually("n1 stops once it hears n2's newer generation", c.online(1))
 }
