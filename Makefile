@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps test unit vet fmt-check demo fuzz bench clean
+.PHONY: all build deps test vet lint fmt-check demo fuzz bench clean
 
 all: build
 
@@ -21,9 +21,13 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
+# lint runs staticcheck, pinned in go.mod as a module tool.
+lint:
+	$(GO) tool staticcheck -checks 'all,-ST1000,-ST1003' $(PKGS)
+
 # test runs every test: unit tests, and the privileged network-namespace
 # tests (as root; under CI=true they must not skip).
-test: deps fmt-check vet build
+test: deps fmt-check vet lint build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 demo: deps build
