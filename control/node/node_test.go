@@ -326,3 +326,31 @@ func TestPeerDownOnlyWhenEveryLaneIsDown(t *testing.T) {
 	c.cutLane(0, 1, 0, false)
 	c.eventually("n1 stops once it hears n2's newer generation", c.online(1))
 }
+
+func TestNodeBootingCutOffStartsNothing(t *testing.T) {
+	c := newEmptyCluster(t, testConfig)
+	c.w.set(c.w.npDown, "n2", true)
+	c.add(1, c.cfg)
+	c.eventually("n2 isolated after its startup wait", func() bool {
+		s := c.status(1)
+		return s.Service == api.ServiceIsolated && strings.Contains(s.Reason, "injected timeout")
+	})
+	if got := c.w.startCount("n2", "r1"); got != 0 {
+		t.Fatalf("n2 started r1 %d times while cut off", got)
+	}
+	// n1 arrives: n2 leaves isolation, and n1, first in priority, runs g1.
+	c.add(0, c.cfg)
+	c.eventually("g1 online on n1", c.online(0))
+	if s := c.status(1).Service; s != api.ServiceRunning {
+		t.Fatalf("n2 service %q after seeing n1, want running", s)
+	}
+}
+
+func TestNodeBootingAloneStartsAfterWait(t *testing.T) {
+	c := newEmptyCluster(t, testConfig)
+	c.add(1, c.cfg)
+	c.eventually("g1 online on n2, alone", c.online(1))
+	if got := c.status(1).Nodes[0].State; got != api.NodeDown {
+		t.Fatalf("n1 state %q, want down", got)
+	}
+}
