@@ -87,7 +87,12 @@ func writeStatus(w io.Writer, s api.Status) {
 			}
 			row("  "+g.Name, g.State, dash(g.Owner), strconv.FormatUint(uint64(g.Generation), 10), strings.Join(notes, "; "))
 			for _, r := range g.Resources {
-				row("    "+r.Name+" ("+r.Type+")", r.State, "", "", r.LastError)
+				state := r.State
+				if state == api.StateOffline && g.Owner != "" && g.Owner != s.Server {
+					// Resource states are this server's; the group runs elsewhere.
+					state = "standby"
+				}
+				row("    "+r.Name+" ("+r.Type+")", state, "", "", r.LastError)
 			}
 		}
 		tw.Flush()

@@ -35,6 +35,8 @@ func testStatus() api.Status {
 					{Name: "app", Type: "exec", State: api.StateOnlineFailure, LastError: "start.sh exited 3:\tline\nnext"},
 				}},
 			{Name: "batch", State: api.StateOffline, Stopped: true},
+			{Name: "web", State: api.StateOnline, Owner: "ip-2", Generation: 3,
+				Resources: []api.Resource{{Name: "fip", Type: "floating_ip", State: api.StateOffline}}},
 		},
 		Monitors: []api.Monitor{
 			{Name: "vipw", Type: "aws_vip", State: api.MonitorOK},
@@ -88,6 +90,8 @@ func TestRenderStatus(t *testing.T) {
 		"vip (aws_vip) online",
 		"app (exec) online-failure start.sh exited 3: line next",
 		"batch offline - 0 stopped by operator",
+		"web online ip-2 3",
+		"fip (floating_ip) standby",
 		"MONITORS",
 		"NAME TYPE STATE REACTIVATIONS FAILOVERS MESSAGE",
 		"vipw aws_vip ok 0 0",
