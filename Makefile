@@ -39,8 +39,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./control/ledger/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./control/config/
 
+# bench prints each figure beside a baseline measured in the same run.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./dataplane/heartbeat/ ./control/ledger/
+	./scripts/bench.sh
 
 clean:
 	rm -rf $(BIN)
