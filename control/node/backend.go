@@ -107,9 +107,10 @@ func (n *Node) target(g *group, server string) (uint8, error) {
 func (n *Node) GroupStart(ctx context.Context, name, server string) error {
 	var gen uint32
 	var to uint8
+	var g *group
 	err := n.doErr(ctx, func() error {
-		g, err := n.findGroup(name)
-		if err != nil {
+		var err error
+		if g, err = n.findGroup(name); err != nil {
 			return err
 		}
 		if o := g.rec.Owner; o != ledger.NoOwner && n.ownerUp(o) {
@@ -134,16 +135,17 @@ func (n *Node) GroupStart(ctx context.Context, name, server string) error {
 	if err != nil {
 		return err
 	}
-	return n.waitOnline(ctx, name, gen, to)
+	return n.waitOnline(ctx, g, gen, to)
 }
 
 // GroupMove moves a running group to server, or to the next server.
 func (n *Node) GroupMove(ctx context.Context, name, server string) error {
 	var gen uint32
 	var to uint8
+	var g *group
 	err := n.doErr(ctx, func() error {
-		g, err := n.findGroup(name)
-		if err != nil {
+		var err error
+		if g, err = n.findGroup(name); err != nil {
 			return err
 		}
 		from := g.rec.Owner
@@ -175,7 +177,7 @@ func (n *Node) GroupMove(ctx context.Context, name, server string) error {
 	if err != nil {
 		return err
 	}
-	return n.waitOnline(ctx, name, gen, to)
+	return n.waitOnline(ctx, g, gen, to)
 }
 
 // GroupStop stops a group wherever it runs; nobody starts it again until an
@@ -206,10 +208,10 @@ func (n *Node) GroupStop(ctx context.Context, name string) error {
 	})
 }
 
-// waitOnline waits until generation gen of the group is online, on server
-// to if possible.
-func (n *Node) waitOnline(ctx context.Context, name string, gen uint32, to uint8) error {
-	g, _ := n.findGroupUnlocked(name)
+// waitOnline waits until generation gen of g is online, on server to if
+// possible.
+func (n *Node) waitOnline(ctx context.Context, g *group, gen uint32, to uint8) error {
+	name := g.cfg.Name
 	return n.wait(ctx, func() (bool, error) {
 		r := g.rec
 		if r.Gen < gen {
@@ -234,8 +236,6 @@ func stoppedErr(stopped bool, name string) error {
 	}
 	return nil
 }
-
-func (n *Node) findGroupUnlocked(name string) (*group, error) { return n.findGroup(name) }
 
 func (n *Node) ownerUp(o uint8) bool {
 	if o == n.self {

@@ -294,7 +294,7 @@ func (n *Node) runStart(g *group, from int, ev resource.Event) {
 			}
 			n.post(opEvent{g: g, res: i, state: api.StateOnlineFailure, err: err, took: time.Since(t0)})
 			stopped := n.stopRange(g, from, i-1)
-			n.post(opEvent{g: g, res: -1, starting: true, ok: false, err: err, state: boolState(stopped)})
+			n.post(opEvent{g: g, res: -1, starting: true, ok: false, err: err, state: cleanupState(stopped)})
 			return
 		}
 		n.post(opEvent{g: g, res: i, state: api.StateOnline, took: time.Since(t0)})
@@ -302,7 +302,9 @@ func (n *Node) runStart(g *group, from int, ev resource.Event) {
 	n.post(opEvent{g: g, res: -1, starting: true, ok: true})
 }
 
-func boolState(stopped bool) string {
+// cleanupState is the state a failed start leaves: offline when the
+// resources it had started were stopped again, offline-failure when not.
+func cleanupState(stopped bool) string {
 	if stopped {
 		return api.StateOffline
 	}

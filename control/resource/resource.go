@@ -61,10 +61,9 @@ type Env struct {
 
 // Factory builds the node's resources.
 type Factory struct {
-	Env     Env
-	Runner  script.Runner
-	Addrs   *AddrSet
-	Cluster string
+	Env    Env
+	Runner script.Runner
+	Addrs  *AddrSet
 }
 
 // New builds the resource r of group as seen from server.
