@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ var (
 	eniRE      = regexp.MustCompile(`^eni-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	eipallocRE = regexp.MustCompile(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	zoneRE     = regexp.MustCompile(`^[A-Z0-9]{1,32}$`)
+	rtbRE      = regexp.MustCompile(`^rtb-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 	labelRE    = regexp.MustCompile(`^([A-Za-z0-9_]|[A-Za-z0-9_][A-Za-z0-9_-]{0,61}[A-Za-z0-9_])$`)
 	hostRE     = regexp.MustCompile(`^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]{0,61}[A-Za-z0-9])$`)
 	envRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -154,4 +157,20 @@ func oneOf(s string, valid ...string) string {
 		}
 	}
 	return fmt.Sprintf("%q is not one of %s", s, strings.Join(valid, ", "))
+}
+
+func checkRegion(s string) string {
+	if !regionRE.MatchString(s) {
+		return fmt.Sprintf("%q is not an AWS region (ap-northeast-1)", s)
+	}
+	return ""
+}
+
+// checkHTTPURL checks an endpoint URL: http or https, a host, nothing else.
+func checkHTTPURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Sprintf("%q is not an http(s) URL (http://127.0.0.1:4566)", s)
+	}
+	return ""
 }

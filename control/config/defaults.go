@@ -20,6 +20,8 @@ const (
 	DefaultFailoverCount     = 1
 	// DefaultDNSTTL is the aws_dns record's TTL in seconds.
 	DefaultDNSTTL = 300
+	// DefaultAWSCallTimeoutMS bounds one attempt of one AWS call.
+	DefaultAWSCallTimeoutMS = 5000
 )
 
 // DefaultShutdownCommand is the default of Cluster.ShutdownCommand.
@@ -60,10 +62,13 @@ var resourceTimeouts = map[string][2]int{
 // in milliseconds. An AWS API call every few seconds from every node would
 // eat into the account's request quota, hence aws_az's longer interval.
 var monitorTimings = map[string][2]int{
-	MonitorIP:    {3000, 2000},
-	MonitorTCP:   {3000, 2000},
-	MonitorExec:  {3000, 2000},
-	MonitorAWSAZ: {15000, 10000},
+	MonitorIP:     {3000, 2000},
+	MonitorTCP:    {3000, 2000},
+	MonitorExec:   {3000, 2000},
+	MonitorAWSAZ:  {15000, 10000},
+	MonitorAWSVIP: {15000, 10000},
+	MonitorAWSEIP: {15000, 10000},
+	MonitorAWSDNS: {15000, 10000},
 }
 
 // applyDefaults fills in every key the file leaves out (or sets to null).
@@ -86,6 +91,7 @@ func (d *decoder) applyDefaults(c *Config) {
 	def("cluster.startup_wait_ms", &cl.StartupWaitMS, DefaultStartupWaitMS)
 	def("cluster.np_resolution.timeout_ms", &cl.NPResolution.TimeoutMS, DefaultNPTimeoutMS)
 	defStr("cluster.np_resolution.action", &cl.NPResolution.Action, DefaultNPAction)
+	def("cluster.aws.call_timeout_ms", &cl.AWS.CallTimeoutMS, DefaultAWSCallTimeoutMS)
 	if !d.has("cluster.shutdown_command") {
 		cl.ShutdownCommand = append([]string(nil), DefaultShutdownCommand...)
 	}
@@ -115,6 +121,9 @@ func (d *decoder) applyDefaults(c *Config) {
 				def(p+".ttl", &r.AWSDNS.TTL, DefaultDNSTTL)
 				if !d.has(p + ".delete_on_stop") {
 					r.AWSDNS.DeleteOnStop = true
+				}
+				if !d.has(p + ".check_resolution") {
+					r.AWSDNS.CheckResolution = true
 				}
 			case r.MirrorDisk != nil:
 				defStr(p+".mode", &r.MirrorDisk.Mode, MirrorSync)

@@ -150,13 +150,12 @@ func TestParseErrors(t *testing.T) {
 		{"settable key missing for one server", base + `groups:
   - name: g
     resources:
-      - name: vip
-        type: aws_vip
-        ip: 10.1.0.20
-        vpc_id: vpc-1234abcd
+      - name: fip
+        type: floating_ip
+        address: 198.18.100.10/24
         servers:
-          n1: {eni_id: eni-1234abcd}
-`, []wantErr{e(10, "groups[0].resources[0].eni_id", "missing for server n2")}},
+          n1: {interface: eth0}
+`, []wantErr{e(10, "groups[0].resources[0].interface", "missing for server n2")}},
 		{"monitor without name", base + "monitors:\n  - {type: tcp, address: \"198.18.0.9:80\"}\n",
 			[]wantErr{e(8, "monitors[0].name", "missing required key")}},
 
@@ -366,8 +365,14 @@ func TestParseErrors(t *testing.T) {
 			[]wantErr{e(8, "monitors[0].address", `"ec2.ap-northeast-1.amazonaws.com" is not host:port`)}},
 		{"ip monitor bad address", base + "monitors:\n  - name: ipw1\n    type: ip\n    addresses:\n      - 10.0.10.100\n      - nat-b\n",
 			[]wantErr{e(12, "monitors[0].addresses[1]", `"nat-b" is not an IP address`)}},
-		{"aws_az monitor without zone", base + "monitors:\n  - {name: az, type: aws_az}\n",
-			[]wantErr{e(8, "monitors[0].availability_zone", "missing required key")}},
+		{"aws_az monitor with a bad zone", base + "monitors:\n  - {name: az, type: aws_az, availability_zone: Tokyo}\n",
+			[]wantErr{e(8, "monitors[0].availability_zone", `"Tokyo" is not an availability zone (like ap-northeast-1a)`)}},
+		{"aws bad region", strings.Replace(base, "key_file: k}", "key_file: k, aws: {region: tokyo}}", 1),
+			[]wantErr{e(1, "cluster.aws.region", `"tokyo" is not an AWS region (ap-northeast-1)`)}},
+		{"aws bad endpoint", strings.Replace(base, "key_file: k}", "key_file: k, aws: {endpoint: \"ftp://x\"}}", 1),
+			[]wantErr{e(1, "cluster.aws.endpoint", `"ftp://x" is not an http(s) URL (http://127.0.0.1:4566)`)}},
+		{"aws_vip bad route table", base + "groups:\n  - name: g\n    resources:\n      - {name: vip, type: aws_vip, ip: 10.1.0.20, route_tables: [rtb-12345678, rtb-12345678, rt-1]}\n",
+			[]wantErr{e(10, "groups[0].resources[0].route_tables[1]", "route table rtb-12345678 is listed twice"), e(10, "groups[0].resources[0].route_tables[2]", `"rt-1" does not look like a route table ID (rtb-1234abcd)`)}},
 		{"aws_az bad on_api_failure", base + "monitors:\n  - {name: az, type: aws_az, availability_zone: ap-northeast-1a, on_api_failure: ignore}\n",
 			[]wantErr{e(8, "monitors[0].on_api_failure", `"ignore" is not one of warning, error, none`)}},
 

@@ -44,6 +44,29 @@ type Cluster struct {
 	// MetricsAddress is where vigild serves /metrics; empty disables it.
 	// A server may override it.
 	MetricsAddress string `yaml:"metrics_address"`
+	// AWS sets how the aws_* resources and monitors reach AWS.
+	AWS AWS `yaml:"aws"`
+}
+
+// AWS sets how the aws_* resources and monitors reach AWS. Credentials come
+// from the AWS SDK's default chain: environment, shared files, or the
+// instance role through IMDSv2.
+type AWS struct {
+	// Region is the AWS region; empty means the instance's region from
+	// IMDSv2.
+	Region string `yaml:"region"`
+	// Endpoint replaces AWS's EC2, STS and Route 53 endpoints with one URL.
+	// Only tests and the demo set it (vigil-awsemu); leave it empty on AWS.
+	Endpoint string `yaml:"endpoint"`
+	// IMDSEndpoint replaces the instance metadata service's address; empty
+	// means the standard one.
+	IMDSEndpoint string `yaml:"imds_endpoint"`
+	// CallTimeoutMS bounds one attempt of one AWS call; throttled and failed
+	// attempts are retried within the resource's or monitor's timeout.
+	CallTimeoutMS int `yaml:"call_timeout_ms"`
+	// DNSResolver is the DNS server (host:port) aws_dns monitors ask when
+	// they check name resolution; empty means the system's resolver.
+	DNSResolver string `yaml:"dns_resolver"`
 }
 
 // Heartbeat sets the heartbeat timing.
@@ -183,20 +206,26 @@ type Exec struct {
 type AWSVIP struct {
 	// IP is the VIP, outside the VPC's CIDR (10.1.0.20).
 	IP string `yaml:"ip"`
-	// VPCID is the VPC (individually settable).
+	// VPCID is the VPC (individually settable); empty means the instance's
+	// VPC from IMDSv2.
 	VPCID string `yaml:"vpc_id"`
-	// ENIID is the server's network interface (individually settable).
+	// ENIID is the server's network interface (individually settable);
+	// empty means the instance's primary interface from IMDSv2.
 	ENIID string `yaml:"eni_id"`
 	// Interface is the local interface the VIP is bound to (individually
 	// settable); empty means the interface of the default route.
 	Interface string `yaml:"interface"`
+	// RouteTables lists the route tables to switch; empty means every route
+	// table of the VPC that holds a route for the VIP/32.
+	RouteTables []string `yaml:"route_tables"`
 }
 
 // AWSEIP is the guides' AWS elastic ip resource.
 type AWSEIP struct {
 	// AllocationID is the EIP allocation (eipalloc-01234567).
 	AllocationID string `yaml:"allocation_id"`
-	// ENIID is the server's network interface (individually settable).
+	// ENIID is the server's network interface (individually settable);
+	// empty means the instance's primary interface from IMDSv2.
 	ENIID string `yaml:"eni_id"`
 }
 
@@ -206,12 +235,19 @@ type AWSDNS struct {
 	HostedZoneID string `yaml:"hosted_zone_id"`
 	// RecordName is the FQDN with its final dot (srv.hz1.local.).
 	RecordName string `yaml:"record_name"`
-	// IP is the address the record holds (individually settable).
+	// IP is the address the record holds (individually settable); empty
+	// means the instance's private IPv4 address from IMDSv2.
 	IP string `yaml:"ip"`
 	// TTL is the record's TTL in seconds.
 	TTL int `yaml:"ttl"`
 	// DeleteOnStop deletes the record set when the resource stops.
 	DeleteOnStop bool `yaml:"delete_on_stop"`
+	// WaitInSync makes start wait until Route 53 reports the change INSYNC
+	// on all its name servers, within the start timeout.
+	WaitInSync bool `yaml:"wait_insync"`
+	// CheckResolution makes the resource's monitor also resolve the name
+	// and compare the answer (the guides' "Check Name Resolution").
+	CheckResolution bool `yaml:"check_resolution"`
 }
 
 // MirrorDisk is the guides' mirror disk resource.
@@ -278,6 +314,10 @@ type Monitor struct {
 	Exec  *ExecMonitor  `yaml:"-"`
 	AWSAZ *AWSAZMonitor `yaml:"-"`
 
+	// Resource is the resource an automatically added monitor (aws_vip,
+	// aws_eip, aws_dns) watches; empty for configured monitors.
+	Resource string `yaml:"-"`
+
 	perServer map[string]*Monitor
 }
 
@@ -325,7 +365,9 @@ type ExecMonitor struct {
 
 // AWSAZMonitor watches the state of an availability zone.
 type AWSAZMonitor struct {
-	// AvailabilityZone is the AZ to watch (individually settable).
+	// AvailabilityZone is the AZ to watch (individually settable); empty
+	// means the server's availability_zone, else the instance's AZ from
+	// IMDSv2.
 	AvailabilityZone string `yaml:"availability_zone"`
 	// OnAPIFailure is what a failed AWS call means: "warning" (the guides'
 	// "disable recovery action, display warning"), "error" or "none".

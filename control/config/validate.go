@@ -33,6 +33,9 @@ func (d *decoder) validate(c *Config) {
 		v.group(gi)
 	}
 	v.monitors()
+	if len(d.errs) == 0 {
+		v.addAutomaticMonitors()
+	}
 }
 
 // check records problem, if any, about path, unless the value at path could
@@ -156,6 +159,20 @@ func (v *validator) cluster() {
 	}
 	if c.MetricsAddress != "" {
 		v.check("cluster.metrics_address", checkHostPort(c.MetricsAddress, true))
+	}
+	aws := c.AWS
+	if aws.Region != "" {
+		v.check("cluster.aws.region", checkRegion(aws.Region))
+	}
+	if aws.Endpoint != "" {
+		v.check("cluster.aws.endpoint", checkHTTPURL(aws.Endpoint))
+	}
+	if aws.IMDSEndpoint != "" {
+		v.check("cluster.aws.imds_endpoint", checkHTTPURL(aws.IMDSEndpoint))
+	}
+	v.positive("cluster.aws.call_timeout_ms", aws.CallTimeoutMS)
+	if aws.DNSResolver != "" {
+		v.check("cluster.aws.dns_resolver", checkHostPort(aws.DNSResolver, false))
 	}
 }
 
@@ -334,14 +351,23 @@ func (v *validator) resource(g *Group, p string, r *Resource, idx map[string]int
 		if v.required(p+".ip", r.AWSVIP.IP == "") {
 			v.check(p+".ip", checkIPv4(r.AWSVIP.IP))
 		}
-		str("vpc_id", func(r *Resource) string { return r.AWSVIP.VPCID }, func(s string) string { return checkID(vpcRE, s, "a VPC ID (vpc-1234abcd)") }, true)
-		str("eni_id", func(r *Resource) string { return r.AWSVIP.ENIID }, func(s string) string { return checkID(eniRE, s, "an ENI ID (eni-1234abcd)") }, true)
+		str("vpc_id", func(r *Resource) string { return r.AWSVIP.VPCID }, func(s string) string { return checkID(vpcRE, s, "a VPC ID (vpc-1234abcd)") }, false)
+		str("eni_id", func(r *Resource) string { return r.AWSVIP.ENIID }, func(s string) string { return checkID(eniRE, s, "an ENI ID (eni-1234abcd)") }, false)
 		str("interface", func(r *Resource) string { return r.AWSVIP.Interface }, checkInterface, false)
+		seen := map[string]bool{}
+		for i, t := range r.AWSVIP.RouteTables {
+			tp := indexPath(p+".route_tables", i)
+			v.check(tp, checkID(rtbRE, t, "a route table ID (rtb-1234abcd)"))
+			if seen[t] {
+				v.check(tp, fmt.Sprintf("route table %s is listed twice", t))
+			}
+			seen[t] = true
+		}
 	case r.AWSEIP != nil:
 		if v.required(p+".allocation_id", r.AWSEIP.AllocationID == "") {
 			v.check(p+".allocation_id", checkID(eipallocRE, r.AWSEIP.AllocationID, "an EIP allocation ID (eipalloc-01234567)"))
 		}
-		str("eni_id", func(r *Resource) string { return r.AWSEIP.ENIID }, func(s string) string { return checkID(eniRE, s, "an ENI ID (eni-1234abcd)") }, true)
+		str("eni_id", func(r *Resource) string { return r.AWSEIP.ENIID }, func(s string) string { return checkID(eniRE, s, "an ENI ID (eni-1234abcd)") }, false)
 	case r.AWSDNS != nil:
 		if v.required(p+".hosted_zone_id", r.AWSDNS.HostedZoneID == "") {
 			v.check(p+".hosted_zone_id", checkID(zoneRE, r.AWSDNS.HostedZoneID, "a hosted zone ID (ABCDEFGHIJK123)"))
@@ -349,7 +375,7 @@ func (v *validator) resource(g *Group, p string, r *Resource, idx map[string]int
 		if v.required(p+".record_name", r.AWSDNS.RecordName == "") {
 			v.check(p+".record_name", checkRecordName(r.AWSDNS.RecordName))
 		}
-		str("ip", func(r *Resource) string { return r.AWSDNS.IP }, checkIPv4, true)
+		str("ip", func(r *Resource) string { return r.AWSDNS.IP }, checkIPv4, false)
 		v.positive(p+".ttl", r.AWSDNS.TTL)
 	case r.MirrorDisk != nil:
 		str("data_partition", func(r *Resource) string { return r.MirrorDisk.DataPartition }, checkAbsPath, true)
@@ -515,7 +541,7 @@ func (v *validator) monitors() {
 					return m.AWSAZ.AvailabilityZone
 				}
 				return m.For(s).AWSAZ.AvailabilityZone
-			}, checkAZ, true)
+			}, checkAZ, false)
 			v.check(p+".on_api_failure", oneOf(m.AWSAZ.OnAPIFailure, OnAPIFailureWarning, OnAPIFailureError, OnAPIFailureNone))
 		}
 	}
@@ -552,5 +578,53 @@ func (v *validator) addresses(p string, m *Monitor, ps perServer) {
 		v.errorf(p+".addresses", "missing required key")
 	default:
 		v.errorf(p+".addresses", "no address for server %s: list them here or under servers: <name>: addresses:", strings.Join(missing, ", "))
+	}
+}
+
+// AutomaticMonitorSuffix makes the name of the monitor added with an aws_vip,
+// aws_eip or aws_dns resource: resource awsvip1 gets monitor awsvip1-mon.
+const AutomaticMonitorSuffix = "-mon"
+
+// addAutomaticMonitors appends the monitor each aws_vip, aws_eip and aws_dns
+// resource comes with: checked while the resource is online here, its
+// recovery restarting the resource (the guides' behaviour: a route changed
+// by someone else is put back by reactivating the resource).
+func (v *validator) addAutomaticMonitors() {
+	c := v.c
+	kindOf := map[string]string{}
+	for mk, rk := range automaticMonitors {
+		kindOf[rk] = mk
+	}
+	for gi := range c.Groups {
+		for ri := range c.Groups[gi].Resources {
+			r := &c.Groups[gi].Resources[ri]
+			mk, ok := kindOf[r.Type]
+			if !ok {
+				continue
+			}
+			name := r.Name + AutomaticMonitorSuffix
+			if c.Monitor(name) != nil {
+				v.check(fmt.Sprintf("groups[%d].resources[%d].name", gi, ri),
+					fmt.Sprintf("the monitor added with this resource would be named %q, which a configured monitor already uses", name))
+				continue
+			}
+			t := monitorTimings[mk]
+			c.Monitors = append(c.Monitors, Monitor{
+				Name:       name,
+				Type:       mk,
+				IntervalMS: t[0],
+				TimeoutMS:  t[1],
+				Retry:      DefaultMonitorRetry,
+				Timing:     TimingActive,
+				ActiveOn:   r.Name,
+				Resource:   r.Name,
+				Recovery: Recovery{
+					Target:            r.Name,
+					ReactivationCount: DefaultReactivationCount,
+					FailoverCount:     DefaultFailoverCount,
+					FinalAction:       ActionNone,
+				},
+			})
+		}
 	}
 }
