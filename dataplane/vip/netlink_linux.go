@@ -102,6 +102,35 @@ func (n *Netlink) Wait() {
 	}
 }
 
+// IsBound implements Binder: it lists b's interface's addresses. A missing
+// interface holds nothing.
+func (n *Netlink) IsBound(b Binding) (bool, error) {
+	link, err := netlink.LinkByName(b.Interface)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return false, nil
+		}
+		return false, fmt.Errorf("look up %s: %w", b.Interface, err)
+	}
+	family := netlink.FAMILY_V4
+	if b.Prefix.Addr().Is6() {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := netlink.AddrList(link, family)
+	if err != nil {
+		return false, fmt.Errorf("list addresses of %s: %w", b.Interface, err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		ones, _ := a.Mask.Size()
+		if ok && ip.Unmap() == b.Prefix.Addr() && ones == b.Prefix.Bits() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func (n *Netlink) add(b Binding) error {
 	link, err := netlink.LinkByName(b.Interface)
 	if err != nil {

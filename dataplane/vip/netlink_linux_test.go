@@ -75,6 +75,18 @@ func TestNetlinkSet(t *testing.T) {
 		if got := addrs(t, a, "va"); !slices.Equal(got, s.want) {
 			t.Fatalf("%s: addresses %v, want %v", s.name, got, s.want)
 		}
+		for _, b := range []Binding{v1, v2} {
+			var bound bool
+			a.Do(t, func() (err error) { bound, err = n.IsBound(b); return err })
+			if want := slices.Contains(s.desired, b); bound != want {
+				t.Fatalf("%s: IsBound(%s) = %v, want %v", s.name, b, bound, want)
+			}
+		}
+	}
+	var bound bool
+	a.Do(t, func() (err error) { bound, err = n.IsBound(bind("nosuch0", "198.18.100.10/24")); return err })
+	if bound {
+		t.Error("IsBound on a missing interface = true")
 	}
 
 	err := a.Run(func() error { return n.Set([]Binding{bind("va", "198.18.100.12/24")}) })

@@ -60,6 +60,9 @@ type Binder interface {
 	// CleanUp removes every managed binding (what a crashed predecessor
 	// left behind).
 	CleanUp() error
+	// IsBound reports whether b is present on its interface now, as the
+	// system sees it (a monitor's question, not the desired state).
+	IsBound(b Binding) (bool, error)
 }
 
 // plan checks managed and desired and returns desired deduplicated, in
@@ -147,6 +150,13 @@ func (f *Fake) Set(desired []Binding) error {
 		}
 	}
 	return nil
+}
+
+// IsBound implements Binder.
+func (f *Fake) IsBound(b Binding) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bound[b], f.err
 }
 
 // CleanUp implements Binder.
