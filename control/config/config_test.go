@@ -124,7 +124,7 @@ monitors:
 	cl := c.Cluster
 	wantCluster := Cluster{
 		Name: "c", KeyFile: "k",
-		Heartbeat:       Heartbeat{Port: 29001, IntervalMS: 100, TimeoutMS: 1000},
+		Heartbeat:       Heartbeat{Profile: "conservative", Mode: "auto", Port: 29001, IntervalMS: 100, TimeoutMS: 1000, StallTimeoutMS: 5000},
 		StartupWaitMS:   5000,
 		NPResolution:    NPResolution{TimeoutMS: 1000, Action: "stop_groups"},
 		ShutdownCommand: []string{"/sbin/poweroff"},
@@ -271,4 +271,36 @@ func TestAliasBomb(t *testing.T) {
 	}
 	_, err := Parse("cluster.yaml", []byte(b.String()))
 	checkErrors(t, "cluster.yaml", err, e(10, "", "document too large: aliases expand to more than 262144 nodes"))
+}
+
+func TestHeartbeatProfiles(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want Heartbeat
+	}{
+		{"{profile: fast}", Heartbeat{Profile: "fast", Mode: "auto", Port: 29001, IntervalMS: 5, TimeoutMS: 25, StallTimeoutMS: 500}},
+		{"{profile: cross-az, mode: ebpf}", Heartbeat{Profile: "cross-az", Mode: "ebpf", Port: 29001, IntervalMS: 20, TimeoutMS: 150, StallTimeoutMS: 2000}},
+		{"{profile: fast, timeout_ms: 40}", Heartbeat{Profile: "fast", Mode: "auto", Port: 29001, IntervalMS: 5, TimeoutMS: 40, StallTimeoutMS: 500}},
+		{"{interval_ms: 50}", Heartbeat{Profile: "conservative", Mode: "auto", Port: 29001, IntervalMS: 50, TimeoutMS: 1000, StallTimeoutMS: 5000}},
+	} {
+		data := strings.Replace(base, "key_file: k}", "key_file: k, heartbeat: "+tt.yaml+"}", 1)
+		c, err := Parse("cluster.yaml", []byte(data))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.yaml, err)
+		}
+		if c.Cluster.Heartbeat != tt.want {
+			t.Errorf("%s: heartbeat = %+v, want %+v", tt.yaml, c.Cluster.Heartbeat, tt.want)
+		}
+	}
+	for yaml, want := range map[string]string{
+		"{profile: turbo}":                      `cluster.heartbeat.profile: "turbo" is not one of fast, cross-az, conservative`,
+		"{mode: xdp}":                           `cluster.heartbeat.mode: "xdp" is not one of auto, ebpf, userspace`,
+		"{profile: fast, stall_timeout_ms: 10}": "cluster.heartbeat.stall_timeout_ms: must not be shorter than timeout_ms (10 < 25)",
+	} {
+		data := strings.Replace(base, "key_file: k}", "key_file: k, heartbeat: "+yaml+"}", 1)
+		_, err := Parse("cluster.yaml", []byte(data))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", yaml, err, want)
+		}
+	}
 }

@@ -6,8 +6,6 @@ import "fmt"
 // with every other default.
 const (
 	DefaultHeartbeatPort       = 29001
-	DefaultHeartbeatIntervalMS = 100
-	DefaultHeartbeatTimeoutMS  = 1000
 	DefaultStartupWaitMS       = 5000
 	DefaultNPTimeoutMS         = 1000
 	DefaultNPAction            = NPActionStopGroups
@@ -86,8 +84,15 @@ func (d *decoder) applyDefaults(c *Config) {
 
 	cl := &c.Cluster
 	def("cluster.heartbeat.port", &cl.Heartbeat.Port, DefaultHeartbeatPort)
-	def("cluster.heartbeat.interval_ms", &cl.Heartbeat.IntervalMS, DefaultHeartbeatIntervalMS)
-	def("cluster.heartbeat.timeout_ms", &cl.Heartbeat.TimeoutMS, DefaultHeartbeatTimeoutMS)
+	defStr("cluster.heartbeat.profile", &cl.Heartbeat.Profile, ProfileConservative.Name)
+	defStr("cluster.heartbeat.mode", &cl.Heartbeat.Mode, HeartbeatAuto)
+	prof, ok := HeartbeatProfiles[cl.Heartbeat.Profile]
+	if !ok {
+		prof = ProfileConservative // the profile's own error is reported
+	}
+	def("cluster.heartbeat.interval_ms", &cl.Heartbeat.IntervalMS, prof.IntervalMS)
+	def("cluster.heartbeat.timeout_ms", &cl.Heartbeat.TimeoutMS, prof.TimeoutMS)
+	def("cluster.heartbeat.stall_timeout_ms", &cl.Heartbeat.StallTimeoutMS, prof.StallTimeoutMS)
 	def("cluster.startup_wait_ms", &cl.StartupWaitMS, DefaultStartupWaitMS)
 	def("cluster.np_resolution.timeout_ms", &cl.NPResolution.TimeoutMS, DefaultNPTimeoutMS)
 	defStr("cluster.np_resolution.action", &cl.NPResolution.Action, DefaultNPAction)

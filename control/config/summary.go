@@ -18,8 +18,8 @@ func Summary(c *Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster %s (hash %s)\n", c.Cluster.Name, hex.EncodeToString(c.Hash[:6]))
 	hb := c.Cluster.Heartbeat
-	fmt.Fprintf(&b, "heartbeat: udp port %d, every %d ms, timeout %d ms; startup wait %d ms\n",
-		hb.Port, hb.IntervalMS, hb.TimeoutMS, c.Cluster.StartupWaitMS)
+	fmt.Fprintf(&b, "heartbeat: %s profile, %s mode, udp port %d, every %d ms, timeout %d ms, stall timeout %d ms; startup wait %d ms\n",
+		hb.Profile, hb.Mode, hb.Port, hb.IntervalMS, hb.TimeoutMS, hb.StallTimeoutMS, c.Cluster.StartupWaitMS)
 	np := c.Cluster.NPResolution
 	if len(np.Targets) == 0 {
 		b.WriteString("np resolution: none\n")

@@ -13,7 +13,7 @@ func TestSummary(t *testing.T) {
 	s := Summary(c)
 	for _, want := range []string{
 		"cluster cluster (hash ",
-		"heartbeat: udp port 29001, every 100 ms, timeout 1000 ms; startup wait 5000 ms\n",
+		"heartbeat: conservative profile, auto mode, udp port 29001, every 100 ms, timeout 1000 ms, stall timeout 5000 ms; startup wait 5000 ms\n",
 		"np resolution: ping 10.0.10.100, ping 10.0.20.100 within 1000 ms, else stop_groups\n",
 		"  ip-10-0-110-10  ap-northeast-1a  lan1=10.0.110.10\n",
 		"  lan1  priority 1  mirror\n",

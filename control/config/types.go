@@ -71,6 +71,14 @@ type AWS struct {
 
 // Heartbeat sets the heartbeat timing.
 type Heartbeat struct {
+	// Profile names a preset of interval, timeout and stall timeout:
+	// "fast" (same AZ), "cross-az" or "conservative" (the default). Keys set
+	// beside it override the preset's values.
+	Profile string `yaml:"profile"`
+	// Mode is "auto" (the kernel fast path where eBPF can load, else
+	// userspace, said once in the log), "ebpf" (refuse to start without the
+	// kernel fast path) or "userspace".
+	Mode string `yaml:"mode"`
 	// Port is the UDP port heartbeats use on every lane.
 	Port int `yaml:"port"`
 	// IntervalMS is the time between two probes on a lane.
@@ -78,7 +86,40 @@ type Heartbeat struct {
 	// TimeoutMS is how long a lane may go without a valid answer before it
 	// is down; a peer is down only when all its lanes are down.
 	TimeoutMS int `yaml:"timeout_ms"`
+	// StallTimeoutMS is how long a peer whose kernel still answers but whose
+	// daemon's liveness epoch stands still (a stalled daemon: GC pause, CPU
+	// starvation, SIGSTOP) is waited for before it counts as down. Only
+	// kernel-answered heartbeats can tell a stall from a death.
+	StallTimeoutMS int `yaml:"stall_timeout_ms"`
 }
+
+// HeartbeatProfile is a named preset of heartbeat timings.
+type HeartbeatProfile struct {
+	Name                                   string
+	IntervalMS, TimeoutMS, StallTimeoutMS int
+}
+
+// Heartbeat profiles, named like memberlist's presets.
+var (
+	// ProfileFast suits nodes in one AZ: a dead node is detected in 25 ms.
+	ProfileFast = HeartbeatProfile{"fast", 5, 25, 500}
+	// ProfileCrossAZ suits nodes in different AZs of one region (RTTs of
+	// about a millisecond, rarer spikes of tens).
+	ProfileCrossAZ = HeartbeatProfile{"cross-az", 20, 150, 2000}
+	// ProfileConservative suits loaded or distant nodes: one second.
+	ProfileConservative = HeartbeatProfile{"conservative", 100, 1000, 5000}
+	// HeartbeatProfiles lists the profiles by name.
+	HeartbeatProfiles = map[string]HeartbeatProfile{
+		ProfileFast.Name: ProfileFast, ProfileCrossAZ.Name: ProfileCrossAZ, ProfileConservative.Name: ProfileConservative,
+	}
+)
+
+// Heartbeat modes.
+const (
+	HeartbeatAuto      = "auto"
+	HeartbeatEBPF      = "ebpf"
+	HeartbeatUserspace = "userspace"
+)
 
 // NPResolution decides, when a node loses its peers, whether it was isolated
 // (network partition) or they are down.
@@ -379,6 +420,9 @@ func (h Heartbeat) Interval() time.Duration { return ms(h.IntervalMS) }
 
 // Timeout is the heartbeat timeout as a duration.
 func (h Heartbeat) Timeout() time.Duration { return ms(h.TimeoutMS) }
+
+// StallTimeout is the stall timeout as a duration.
+func (h Heartbeat) StallTimeout() time.Duration { return ms(h.StallTimeoutMS) }
 
 // StartupWait is the startup wait as a duration.
 func (c Cluster) StartupWait() time.Duration { return ms(c.StartupWaitMS) }

@@ -128,10 +128,16 @@ func (v *validator) cluster() {
 	if hb.Port < 1 || hb.Port > 65535 {
 		v.check("cluster.heartbeat.port", fmt.Sprintf("port %d is out of range 1-65535", hb.Port))
 	}
+	v.check("cluster.heartbeat.profile", oneOf(hb.Profile, ProfileFast.Name, ProfileCrossAZ.Name, ProfileConservative.Name))
+	v.check("cluster.heartbeat.mode", oneOf(hb.Mode, HeartbeatAuto, HeartbeatEBPF, HeartbeatUserspace))
 	v.positive("cluster.heartbeat.interval_ms", hb.IntervalMS)
 	v.positive("cluster.heartbeat.timeout_ms", hb.TimeoutMS)
+	v.positive("cluster.heartbeat.stall_timeout_ms", hb.StallTimeoutMS)
 	if hb.IntervalMS > 0 && hb.TimeoutMS > 0 && hb.TimeoutMS < hb.IntervalMS {
 		v.check("cluster.heartbeat.timeout_ms", fmt.Sprintf("must not be shorter than interval_ms (%d < %d)", hb.TimeoutMS, hb.IntervalMS))
+	}
+	if hb.TimeoutMS > 0 && hb.StallTimeoutMS > 0 && hb.StallTimeoutMS < hb.TimeoutMS {
+		v.check("cluster.heartbeat.stall_timeout_ms", fmt.Sprintf("must not be shorter than timeout_ms (%d < %d)", hb.StallTimeoutMS, hb.TimeoutMS))
 	}
 	v.notNegative("cluster.startup_wait_ms", c.StartupWaitMS)
 
