@@ -22,6 +22,10 @@ const (
 	NodeUp       = "up"
 	NodeDown     = "down"
 	NodeMismatch = "mismatch" // answers, but with another configuration
+	// NodeStalled is a peer whose kernel answers heartbeats while its
+	// daemon's liveness epoch stands still; it is still up until the stall
+	// timeout, then down with that reason.
+	NodeStalled = "stalled"
 )
 
 // Group and resource states.

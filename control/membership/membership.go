@@ -43,7 +43,30 @@ type Peer struct {
 	// Payload is the peer's last reported state; valid when HasPayload.
 	Payload    ledger.Payload
 	HasPayload bool
+	// Kernel is true when the peer's last reply was made by its kernel fast
+	// path, whose liveness epoch tells a stalled daemon from a live one.
+	Kernel bool
+	// Epoch is the peer daemon's liveness epoch from its last reply, and
+	// EpochAt when it last changed.
+	Epoch   uint64
+	EpochAt time.Time
+	// Stalled is true while the peer's kernel answers but its daemon's epoch
+	// has stood still for longer than the heartbeat timeout.
+	Stalled bool
+	// RefusedAt is when the peer's kernel last refused a probe (ICMP port
+	// unreachable): no daemon and no fast path listen there.
+	RefusedAt time.Time
+	// DownCause says why the peer went down, while it is down.
+	DownCause string
 }
+
+// Down causes, as Change.Cause and Peer.DownCause say them.
+const (
+	CauseNoReplies     = "no replies: node or network down"
+	CauseDaemonDead    = "daemon dead: its kernel refuses heartbeats"
+	CauseDaemonStalled = "daemon stalled: its kernel answers, its liveness epoch stands still"
+	CauseMismatch      = "configuration mismatch"
+)
 
 // ChangeKind says what changed.
 type ChangeKind uint8
@@ -70,6 +93,8 @@ type Change struct {
 	Lane string
 	// LastReply is, for PeerDown, when the last reply on any lane arrived.
 	LastReply time.Time
+	// Cause is, for PeerDown, one of the Cause constants.
+	Cause string
 }
 
 // String describes the change for logs and timelines.
@@ -85,14 +110,16 @@ func (c Change) String() string {
 type Table struct {
 	self    [16]byte
 	timeout time.Duration
+	stall   time.Duration
 	peers   map[uint8]*Peer
 	order   []uint8
 	pending []Change
 }
 
-// New returns a table for peers, with lanes timing out after timeout.
-func New(selfHash [16]byte, timeout time.Duration, peers []PeerSpec) *Table {
-	t := &Table{self: selfHash, timeout: timeout, peers: make(map[uint8]*Peer)}
+// New returns a table for peers, with lanes timing out after timeout and
+// peers whose kernel answers for a stalled daemon after stallTimeout.
+func New(selfHash [16]byte, timeout, stallTimeout time.Duration, peers []PeerSpec) *Table {
+	t := &Table{self: selfHash, timeout: timeout, stall: max(stallTimeout, timeout), peers: make(map[uint8]*Peer)}
 	for _, ps := range peers {
 		p := &Peer{Index: ps.Index, Name: ps.Name, Lanes: make([]Lane, len(ps.Lanes))}
 		for i, n := range ps.Lanes {
@@ -116,16 +143,41 @@ func (t *Table) Peers() []*Peer {
 	return out
 }
 
+// ReplyInfo is what an authenticated reply says.
+type ReplyInfo struct {
+	RTT         time.Duration
+	Hash        [16]byte
+	Incarnation uint64
+	// Epoch is the responder daemon's liveness epoch.
+	Epoch uint64
+	// Kernel is true for a reply made by the responder's kernel fast path.
+	Kernel bool
+}
+
 // Reply records an authenticated reply from peer on lane.
-func (t *Table) Reply(peer, lane uint8, rtt time.Duration, hash [16]byte, incarnation uint64, now time.Time) {
-	p := t.identify(peer, lane, hash, incarnation)
+func (t *Table) Reply(peer, lane uint8, r ReplyInfo, now time.Time) {
+	p := t.identify(peer, lane, r.Hash, r.Incarnation)
 	if p == nil {
 		return
 	}
 	l := &p.Lanes[lane]
 	l.LastReply = now
-	l.RTT = rtt
+	l.RTT = r.RTT
+	p.Kernel = r.Kernel
+	if r.Epoch != p.Epoch || p.EpochAt.IsZero() {
+		p.Epoch = r.Epoch
+		p.EpochAt = now
+	}
 	t.evaluate(p, now)
+}
+
+// Refused records that peer's kernel refused a probe on lane (ICMP port
+// unreachable). It is unauthenticated, so it only explains a loss; it never
+// takes a lane down by itself.
+func (t *Table) Refused(peer, lane uint8, now time.Time) {
+	if p := t.peers[peer]; p != nil && int(lane) < len(p.Lanes) {
+		p.RefusedAt = now
+	}
 }
 
 // Probe records an authenticated probe from peer on lane with its payload.
@@ -146,6 +198,7 @@ func (t *Table) identify(peer, lane uint8, hash [16]byte, incarnation uint64) *P
 	if p.Seen && p.Incarnation != incarnation {
 		t.pending = append(t.pending, Change{Kind: PeerRestarted, Peer: p.Index, Name: p.Name})
 		p.HasPayload = false
+		p.EpochAt = time.Time{}
 	}
 	p.Seen = true
 	p.Incarnation = incarnation
@@ -189,12 +242,29 @@ func (t *Table) evaluate(p *Peer, now time.Time) {
 			last = l.LastReply
 		}
 	}
-	up := anyUp && !p.Mismatch
+	var frozen time.Duration
+	if anyUp && p.Kernel && !p.EpochAt.IsZero() {
+		frozen = now.Sub(p.EpochAt)
+	}
+	p.Stalled = frozen > t.timeout
+	stalledOut := frozen > t.stall
+	up := anyUp && !p.Mismatch && !stalledOut
 	if up != p.Up {
 		c := Change{Kind: PeerDown, Peer: p.Index, Name: p.Name, LastReply: last}
-		if up {
+		switch {
+		case up:
 			c.Kind = PeerUp
-		} else {
+		case p.Mismatch:
+			c.Cause = CauseMismatch
+		case stalledOut:
+			c.Cause = CauseDaemonStalled
+		case p.RefusedAt.After(last):
+			c.Cause = CauseDaemonDead
+		default:
+			c.Cause = CauseNoReplies
+		}
+		p.DownCause = c.Cause
+		if !up {
 			// What a lost peer said is stale by the time it comes back: until
 			// it speaks again, nobody may assume it runs nothing.
 			p.HasPayload = false

@@ -43,9 +43,15 @@ func (n *Node) status() api.Status {
 		case p.Mismatch:
 			node.State = api.NodeMismatch
 			node.Reason = fmt.Sprintf("configuration hash %x differs from ours", p.ConfigHash[:6])
+		case p.Up && p.Stalled:
+			node.State = api.NodeStalled
+			node.Service = n.peerService(p).String()
+			node.Reason = fmt.Sprintf("liveness epoch unchanged for %v; down after %v", time.Since(p.EpochAt).Round(time.Millisecond), n.cfg.Cluster.Heartbeat.StallTimeout())
 		case p.Up:
 			node.State = api.NodeUp
 			node.Service = n.peerService(p).String()
+		default:
+			node.Reason = p.DownCause
 		}
 		for li, l := range p.Lanes {
 			node.Lanes = append(node.Lanes, api.Lane{Name: l.Name, Up: l.Up, RTT: l.RTT, LastSeen: l.LastReply,

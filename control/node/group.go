@@ -268,6 +268,22 @@ type opEvent struct {
 	ok       bool
 }
 
+// noteEvent is a step of a resource operation for g's open timeline.
+type noteEvent struct {
+	g    *group
+	at   time.Time
+	what string
+}
+
+// opContext is the context of one resource operation: it carries the event
+// and sends the resource's notes to the group's timeline.
+func (n *Node) opContext(g *group, ev resource.Event, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx := resource.WithNotes(resource.WithEvent(context.Background(), ev), func(at time.Time, what string) {
+		n.post(noteEvent{g: g, at: at, what: what})
+	})
+	return context.WithTimeout(ctx, timeout)
+}
+
 func (n *Node) startGroup(g *group) {
 	g.busy = true
 	g.local = ledger.Starting
@@ -285,7 +301,7 @@ func (n *Node) runStart(g *group, from int, ev resource.Event) {
 		r := g.order[i]
 		n.post(opEvent{g: g, res: i, state: api.StateStarting})
 		t0 := time.Now()
-		ctx, cancel := context.WithTimeout(resource.WithEvent(context.Background(), ev), r.StartTimeout())
+		ctx, cancel := n.opContext(g, ev, r.StartTimeout())
 		err := g.res[i].Start(ctx)
 		cancel()
 		if err != nil {
@@ -318,7 +334,7 @@ func (n *Node) stopRange(g *group, lo, hi int) bool {
 		r := g.order[i]
 		n.post(opEvent{g: g, res: i, state: api.StateStopping})
 		t0 := time.Now()
-		ctx, cancel := context.WithTimeout(resource.WithEvent(context.Background(), resource.EventStop), r.StopTimeout())
+		ctx, cancel := n.opContext(g, resource.EventStop, r.StopTimeout())
 		err := g.res[i].Stop(ctx)
 		cancel()
 		if err != nil {

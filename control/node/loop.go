@@ -19,6 +19,8 @@ func (n *Node) handle(ev any) {
 		n.monitorChanged(e)
 	case npResult:
 		n.npDone(e)
+	case noteEvent:
+		e.g.tl.addIf(e.at, e.what)
 	}
 }
 
@@ -57,7 +59,9 @@ func (n *Node) refreshMetrics() {
 		}
 	}
 	for _, m := range n.mons {
-		n.metrics.SetMonitorState(m.cfg.Name, m.runner.State().Status)
+		st := m.runner.State()
+		n.metrics.SetMonitorState(m.cfg.Name, st.Status)
+		n.metrics.SetMonitorCode(m.cfg.Name, st.Code)
 	}
 }
 

@@ -23,10 +23,13 @@ func (n *Node) observe(o Observation) {
 	}
 	switch o.Kind {
 	case ReplyReceived:
-		n.members.Reply(o.Peer, o.Lane, o.RTT, o.ConfigHash, o.Incarnation, now)
+		n.members.Reply(o.Peer, o.Lane, membership.ReplyInfo{RTT: o.RTT, Hash: o.ConfigHash, Incarnation: o.Incarnation,
+			Epoch: o.Epoch, Kernel: o.Kernel}, now)
 		if n.metrics != nil && o.ConfigHash == n.hashShort {
 			n.metrics.ObserveLaneRTT(p.Name, n.cfg.Lanes[o.Lane].Name, o.RTT)
 		}
+	case ProbeRefused:
+		n.members.Refused(o.Peer, o.Lane, now)
 	case ProbeReceived:
 		payload, err := ledger.Decode(o.Payload)
 		if err != nil {
@@ -126,7 +129,7 @@ func (n *Node) peerMismatch(c membership.Change) {
 
 // peerLost reacts to a peer whose lanes all timed out.
 func (n *Node) peerLost(c membership.Change) {
-	n.log.Warn("peer lost on all lanes", "peer", c.Name, "last_reply", c.LastReply)
+	n.log.Warn("peer lost", "peer", c.Name, "cause", c.Cause, "last_reply", c.LastReply)
 	if n.metrics != nil {
 		n.metrics.SetPeerUp(c.Name, false)
 	}
@@ -136,7 +139,7 @@ func (n *Node) peerLost(c membership.Change) {
 			if !c.LastReply.IsZero() {
 				t.add(c.LastReply, fmt.Sprintf("last heartbeat reply from %s", c.Name))
 			}
-			t.add(time.Now(), fmt.Sprintf("peer %s lost on all lanes (timeout %v)", c.Name, n.cfg.Cluster.Heartbeat.Timeout()))
+			t.add(time.Now(), fmt.Sprintf("peer %s lost: %s (timeout %v)", c.Name, c.Cause, lossTimeout(n.cfg, c)))
 		}
 	}
 	if len(n.cfg.Cluster.NPResolution.Targets) > 0 && n.service == ledger.ServiceRunning {
@@ -203,4 +206,12 @@ func (n *Node) peerService(p *membership.Peer) ledger.Service {
 		return ledger.ServiceStarting
 	}
 	return p.Payload.Service
+}
+
+// lossTimeout is the timeout that expired for the loss c.
+func lossTimeout(c *config.Config, ch membership.Change) time.Duration {
+	if ch.Cause == membership.CauseDaemonStalled {
+		return c.Cluster.Heartbeat.StallTimeout()
+	}
+	return c.Cluster.Heartbeat.Timeout()
 }

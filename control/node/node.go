@@ -40,9 +40,14 @@ type ObservationKind uint8
 const (
 	ProbeReceived ObservationKind = iota
 	ReplyReceived
+	// ProbeRefused is an ICMP port unreachable from a peer's address: its
+	// kernel is up but nothing listens on the heartbeat port. It is not
+	// authenticated and only explains a loss.
+	ProbeRefused
 )
 
-// Observation is one authenticated heartbeat packet from a peer.
+// Observation is one heartbeat packet from a peer, authenticated except
+// for ProbeRefused.
 type Observation struct {
 	Kind        ObservationKind
 	Peer, Lane  uint8
@@ -50,6 +55,10 @@ type Observation struct {
 	ConfigHash  [16]byte
 	Incarnation uint64
 	Payload     []byte
+	// Epoch is, for replies, the responder daemon's liveness epoch.
+	Epoch uint64
+	// Kernel is true for a reply made by the responder's kernel fast path.
+	Kernel bool
 }
 
 // MonitorFactory builds the checker of a monitor as this server sees it.
@@ -71,7 +80,7 @@ type Options struct {
 	Runner  script.Runner
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
-	// HeartbeatMode is shown in status: "userspace" or "xdp".
+	// HeartbeatMode is shown in status: "ebpf (xdp generic)", "userspace", ...
 	HeartbeatMode string
 	// LaneMisses, when set, reports the probes to peer on lane that got no
 	// reply; status shows them.
@@ -161,7 +170,7 @@ func New(o Options) (*Node, error) {
 		}
 		peers = append(peers, membership.PeerSpec{Index: uint8(i), Name: s.Name, Lanes: lanes})
 	}
-	n.members = membership.New(n.hashShort, c.Cluster.Heartbeat.Timeout(), peers)
+	n.members = membership.New(n.hashShort, c.Cluster.Heartbeat.Timeout(), c.Cluster.Heartbeat.StallTimeout(), peers)
 	for gi := range c.Groups {
 		g, err := newGroup(n, gi, o.Resources)
 		if err != nil {

@@ -42,7 +42,7 @@ func TestFailoverAfterCrash(t *testing.T) {
 		all = append(all, e.What)
 	}
 	text := strings.Join(all, "\n")
-	for _, want := range []string{"peer n1 lost on all lanes", "NP check: ping 198.18.2.1 answered", "claimed group g1", "resource r1 started", "resource r2 started", "group g1 online on n2"} {
+	for _, want := range []string{"peer n1 lost: no replies: node or network down", "NP check: ping 198.18.2.1 answered", "claimed group g1", "resource r1 started", "resource r2 started", "group g1 online on n2"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("timeline lacks %q:\n%s", want, text)
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -125,6 +126,28 @@ type Config struct {
 	// Logger receives drops (Debug), clock skew and socket read errors
 	// (Warn) and refused payloads (Error). Nil discards logs.
 	Logger *slog.Logger
+	// Incarnation identifies this run of the daemon in every packet; 0
+	// picks a random one. A fast path must be loaded with the same.
+	Incarnation uint64
+	// FastPath, when not nil, is the kernel fast path answering this node's
+	// probes: the engine registers every probe it sends with it, hands it
+	// the liveness epoch every round, and reads the probes it answered from
+	// it instead of answering them itself.
+	FastPath FastPath
+}
+
+// FastPath is a kernel fast path (XDP) that answers peers' probes in the
+// kernel and records replies to this node's probes there.
+type FastPath interface {
+	// Outstanding registers a probe sent to peer on lane at sentMono
+	// (CLOCK_MONOTONIC), so the kernel recognises its reply.
+	Outstanding(nonce [NonceSize]byte, peer, lane uint8, sentMono time.Duration) error
+	// SetEpoch publishes the daemon's liveness epoch for kernel replies.
+	SetEpoch(epoch uint64) error
+	// ReadProbe blocks until the kernel answered a probe and returns it
+	// (the whole UDP payload in buf[:n]) with its source and lane; after
+	// the fast path is closed it returns an error wrapping os.ErrClosed.
+	ReadProbe(buf []byte) (n int, src netip.AddrPort, lane uint8, err error)
 }
 
 // ObservationKind tells what an Observation saw.
@@ -136,6 +159,10 @@ const (
 	ProbeReceived ObservationKind = iota + 1
 	// ReplyReceived means a peer answered one of this engine's probes.
 	ReplyReceived
+	// ProbeRefused means a peer's kernel answered a probe with ICMP port
+	// unreachable: the node is up, nothing serves the heartbeat port. ICMP
+	// is not authenticated: it explains a loss, it proves nothing.
+	ProbeRefused
 )
 
 // String returns "probe_received" or "reply_received".
@@ -145,6 +172,8 @@ func (k ObservationKind) String() string {
 		return "probe_received"
 	case ReplyReceived:
 		return "reply_received"
+	case ProbeRefused:
+		return "probe_refused"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -170,6 +199,10 @@ type Observation struct {
 	Incarnation uint64
 	// Epoch, for replies, is the responder's liveness epoch.
 	Epoch uint64
+	// Kernel, for replies, is true when the responder's kernel fast path
+	// made the reply (FlagKernelReply), so Epoch says whether its daemon
+	// is still running.
+	Kernel bool
 	// Payload, for probes, is a copy of the peer's payload; nil if empty.
 	Payload []byte
 }
@@ -245,6 +278,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg.Key = append([]byte(nil), cfg.Key...)
+	if cfg.Incarnation == 0 {
+		cfg.Incarnation = NewIncarnation()
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -252,7 +288,7 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:         cfg,
 		log:         log,
-		incarnation: randomIncarnation(),
+		incarnation: cfg.Incarnation,
 		kick:        make(chan struct{}, 1),
 		clockWarned: make(map[uint8]time.Time),
 	}
@@ -347,7 +383,8 @@ func validate(cfg *Config) error {
 	return nil
 }
 
-func randomIncarnation() uint64 {
+// NewIncarnation returns a random nonzero incarnation.
+func NewIncarnation() uint64 {
 	var b [8]byte
 	for {
 		rand.Read(b[:])
@@ -428,6 +465,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		wg.Go(func() { e.receive(l) })
 	}
 	wg.Go(func() { e.send(ctx) })
+	if e.cfg.FastPath != nil {
+		wg.Go(e.receiveKernel)
+	}
 	<-ctx.Done()
 	for _, l := range e.lanes {
 		l.conn.Close()
@@ -463,7 +503,12 @@ func (e *Engine) send(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
-			e.epoch.Add(1)
+			epoch := e.epoch.Add(1)
+			if fp := e.cfg.FastPath; fp != nil {
+				if err := fp.SetEpoch(epoch); err != nil {
+					e.log.Warn("heartbeat fast path epoch not set", "err", err)
+				}
+			}
 			e.expire(time.Now())
 			buf = e.round(codec, buf)
 			timer.Reset(e.jittered())
@@ -517,6 +562,11 @@ func (e *Engine) round(codec *Codec, buf []byte) []byte {
 			if n := pl.pending.add(p.Nonce, now); n > 0 {
 				pl.misses.Add(uint64(n))
 			}
+			if fp := e.cfg.FastPath; fp != nil {
+				if err := fp.Outstanding(p.Nonce, pl.peer.Index, l.cfg.Index, monoNow()); err != nil {
+					e.log.Debug("heartbeat probe not registered with the fast path", "lane", l.cfg.Name, "peer", pl.peer.Index, "err", err)
+				}
+			}
 			if _, err := l.conn.WriteToUDPAddrPort(buf, pl.dst); err != nil {
 				if errors.Is(err, net.ErrClosed) {
 					return buf // Run is stopping
@@ -543,6 +593,10 @@ func (e *Engine) receive(l *lane) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				e.refused(l)
+				continue
+			}
 			e.log.Warn("heartbeat read failed", "lane", l.cfg.Name, "err", err)
 			backoff = min(max(2*backoff, time.Millisecond), 100*time.Millisecond)
 			time.Sleep(backoff)
@@ -553,9 +607,59 @@ func (e *Engine) receive(l *lane) {
 	}
 }
 
+// receiveKernel reads the probes the fast path answered until it closes.
+func (e *Engine) receiveKernel() {
+	codec := NewCodec(e.cfg.Key)
+	buf := make([]byte, MaxPacketSize+1)
+	for {
+		n, src, laneIdx, err := e.cfg.FastPath.ReadProbe(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			e.log.Warn("heartbeat fast path read failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		for _, l := range e.lanes {
+			if l.cfg.Index == laneIdx {
+				e.handleProbe(l, codec, buf[:n], src, time.Now(), nil)
+				break
+			}
+		}
+	}
+}
+
+// refused reads the socket's error queue after an ICMP error and reports a
+// port unreachable from a peer's address as ProbeRefused.
+func (e *Engine) refused(l *lane) {
+	dst, ok := readRefused(l.conn)
+	if !ok || e.cfg.Handler == nil {
+		return
+	}
+	for _, pl := range l.peers {
+		if pl.peer.Addr == dst.Unmap() {
+			e.cfg.Handler(Observation{Kind: ProbeRefused, Peer: pl.peer.Index, Lane: l.cfg.Index, At: time.Now()})
+			return
+		}
+	}
+}
+
+// handleProbe processes a probe the kernel fast path already answered:
+// everything handle does but the reply.
+func (e *Engine) handleProbe(l *lane, codec *Codec, b []byte, src netip.AddrPort, now time.Time, out []byte) []byte {
+	return e.process(l, codec, b, src, now, out, false)
+}
+
 // handle processes one datagram read on lane l at now; out is the reply
 // buffer, returned for reuse.
 func (e *Engine) handle(l *lane, codec *Codec, b []byte, src netip.AddrPort, now time.Time, out []byte) []byte {
+	return e.process(l, codec, b, src, now, out, true)
+}
+
+// process validates and accepts one datagram; it answers an accepted probe
+// when answer is set.
+func (e *Engine) process(l *lane, codec *Codec, b []byte, src netip.AddrPort, now time.Time, out []byte, answer bool) []byte {
 	p, err := codec.Decode(b)
 	switch {
 	case err == nil:
@@ -589,6 +693,10 @@ func (e *Engine) handle(l *lane, codec *Codec, b []byte, src netip.AddrPort, now
 			return out
 		}
 		e.probesRecv.Add(1)
+		if !answer {
+			e.deliverProbe(&p, now)
+			return out
+		}
 		reply := Packet{
 			Type:        TypeReply,
 			Sender:      e.cfg.Self,
@@ -609,21 +717,7 @@ func (e *Engine) handle(l *lane, codec *Codec, b []byte, src netip.AddrPort, now
 		} else if err == nil {
 			e.repliesSent.Add(1)
 		}
-		if e.cfg.Handler != nil {
-			var payload []byte
-			if len(p.Payload) > 0 {
-				payload = append([]byte(nil), p.Payload...)
-			}
-			e.cfg.Handler(Observation{
-				Kind:        ProbeReceived,
-				Peer:        p.Sender,
-				Lane:        p.Lane,
-				At:          now,
-				ConfigHash:  p.ConfigHash,
-				Incarnation: p.Incarnation,
-				Payload:     payload,
-			})
-		}
+		e.deliverProbe(&p, now)
 
 	case TypeReply:
 		sent, v := pl.pending.take(p.Nonce)
@@ -649,10 +743,31 @@ func (e *Engine) handle(l *lane, codec *Codec, b []byte, src netip.AddrPort, now
 				ConfigHash:  p.ConfigHash,
 				Incarnation: p.Incarnation,
 				Epoch:       p.Epoch,
+				Kernel:      p.Flags&FlagKernelReply != 0,
 			})
 		}
 	}
 	return out
+}
+
+// deliverProbe reports an accepted probe to the handler.
+func (e *Engine) deliverProbe(p *Packet, now time.Time) {
+	if e.cfg.Handler == nil {
+		return
+	}
+	var payload []byte
+	if len(p.Payload) > 0 {
+		payload = append([]byte(nil), p.Payload...)
+	}
+	e.cfg.Handler(Observation{
+		Kind:        ProbeReceived,
+		Peer:        p.Sender,
+		Lane:        p.Lane,
+		At:          now,
+		ConfigHash:  p.ConfigHash,
+		Incarnation: p.Incarnation,
+		Payload:     payload,
+	})
 }
 
 func (e *Engine) drop(r dropReason, l *lane, src netip.AddrPort, err error) {

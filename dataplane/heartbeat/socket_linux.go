@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +35,18 @@ func listen(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, error) {
 			}
 			if err != nil {
 				serr = fmt.Errorf("set FREEBIND: %w", err)
+				return
+			}
+			// ICMP errors to an unconnected socket are dropped unless
+			// IP_RECVERR asks for them: a port unreachable tells a dead
+			// daemon from a dead node.
+			if network == "udp4" {
+				err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+			} else {
+				err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+			}
+			if err != nil {
+				serr = fmt.Errorf("set RECVERR: %w", err)
 			}
 		})
 		if err != nil {
@@ -45,4 +59,66 @@ func listen(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, error) {
 		return nil, err
 	}
 	return pc.(*net.UDPConn), nil
+}
+
+// readRefused reads one entry of conn's error queue and returns the
+// destination of the datagram a peer's kernel refused with ICMP port
+// unreachable.
+func readRefused(conn *net.UDPConn) (netip.Addr, bool) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	var dst netip.Addr
+	var ok bool
+	buf := make([]byte, MaxPacketSize)
+	oob := make([]byte, 512)
+	rc.Read(func(fd uintptr) bool {
+		_, oobn, _, from, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err != nil {
+			return true // nothing queued: give up, do not wait
+		}
+		if !portUnreachable(oob[:oobn]) {
+			return true
+		}
+		switch sa := from.(type) {
+		case *unix.SockaddrInet4:
+			dst, ok = netip.AddrFrom4(sa.Addr), true
+		case *unix.SockaddrInet6:
+			dst, ok = netip.AddrFrom16(sa.Addr).Unmap(), true
+		}
+		return true
+	})
+	return dst, ok
+}
+
+// portUnreachable reports whether the control messages of an error-queue
+// read hold an ICMP (or ICMPv6) port unreachable.
+func portUnreachable(oob []byte) bool {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return false
+	}
+	for _, m := range msgs {
+		if len(m.Data) < int(unsafe.Sizeof(unix.SockExtendedErr{})) {
+			continue
+		}
+		ee := (*unix.SockExtendedErr)(unsafe.Pointer(&m.Data[0]))
+		switch {
+		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_RECVERR:
+			return ee.Origin == unix.SO_EE_ORIGIN_ICMP && ee.Type == 3 && ee.Code == 3
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_RECVERR:
+			return ee.Origin == unix.SO_EE_ORIGIN_ICMP6 && ee.Type == 1 && ee.Code == 4
+		}
+	}
+	return false
+}
+
+// monoNow reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monoNow() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // listen binds a plain UDP socket on addr. Only Linux sets SO_REUSEADDR and
@@ -23,3 +24,9 @@ func listen(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, error) {
 	}
 	return pc.(*net.UDPConn), nil
 }
+
+// readRefused is Linux only.
+func readRefused(*net.UDPConn) (netip.Addr, bool) { return netip.Addr{}, false }
+
+// monoNow is Linux only.
+func monoNow() time.Duration { return 0 }

@@ -23,6 +23,8 @@ const (
 	TagSize = 16
 	// MaxPayload is the largest payload a probe may carry.
 	MaxPayload = 1024
+	// NonceSize is the size of a probe's nonce.
+	NonceSize = 16
 
 	// ProbeMinSize is the size of a probe with an empty payload.
 	ProbeMinSize = HeaderSize + 2 + TagSize
@@ -131,7 +133,7 @@ type Packet struct {
 	// Incarnation is random per daemon start of the sender.
 	Incarnation uint64
 	// Nonce is random per probe; a reply echoes its probe's nonce.
-	Nonce [16]byte
+	Nonce [NonceSize]byte
 	// Seq increases with every probe round of the sender on the lane; a
 	// reply echoes its probe's sequence number.
 	Seq uint64
