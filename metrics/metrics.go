@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,9 @@ var (
 	// failoverBuckets spans a VIP move (tens of ms) to a slow application
 	// start (minutes).
 	failoverBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+	// awsCallBuckets spans a same-region API call (~10ms) to a call retried
+	// until a resource's timeout (30s).
+	awsCallBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 )
 
 // Metrics owns a registry with the Go and process collectors and every
@@ -68,6 +72,10 @@ type Metrics struct {
 	monitorRecovery *prometheus.CounterVec
 	failoverSeconds *prometheus.HistogramVec
 	failovers       *prometheus.CounterVec
+	awsCalls        *prometheus.HistogramVec
+	awsAttempts     *prometheus.CounterVec
+	monitorCode     *prometheus.GaugeVec
+	heartbeatMode   *prometheus.GaugeVec
 
 	configMu   sync.Mutex
 	configInfo *prometheus.GaugeVec
@@ -145,6 +153,27 @@ func New(cluster, server string) *Metrics {
 		Help:        "Failovers of the group this node completed.",
 		ConstLabels: cl,
 	}, []string{"group"})
+	m.awsCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:        "vigil_aws_call_duration_seconds",
+		Help:        "AWS API calls, retries included, by service, action and result code (0 success, 5 AWS error, 6 timeout, 7-10 check failed, 99 internal).",
+		ConstLabels: cl,
+		Buckets:     awsCallBuckets,
+	}, []string{"service", "action", "code"})
+	m.awsAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "vigil_aws_call_attempts_total",
+		Help:        "Attempts of AWS API calls, first tries and retries of throttled or failed calls.",
+		ConstLabels: cl,
+	}, []string{"service", "action"})
+	m.monitorCode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name:        "vigil_monitor_code",
+		Help:        "The code of a monitor's last check, as in the guides' troubleshooting tables (0 healthy).",
+		ConstLabels: cl,
+	}, []string{"monitor"})
+	m.heartbeatMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name:        "vigil_heartbeat_mode",
+		Help:        "How this node answers heartbeats, as a label: ebpf (xdp native or generic) or userspace, with the reason of a fallback; the value is always 1.",
+		ConstLabels: cl,
+	}, []string{"mode"})
 	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name:        "vigil_config_info",
 		Help:        "The hash of the loaded configuration, as a label; the value is always 1.",
@@ -156,6 +185,7 @@ func New(cluster, server string) *Metrics {
 		m.peerUp, m.laneRTT, m.laneUp, m.laneMisses, m.heartbeatDrops,
 		m.serviceState.vec, m.groupState.vec, m.groupActive, m.resourceState.vec,
 		m.monitorState.vec, m.monitorRecovery, m.failoverSeconds, m.failovers, m.configInfo,
+		m.awsCalls, m.awsAttempts, m.monitorCode, m.heartbeatMode,
 	)
 	return m
 }
@@ -300,6 +330,33 @@ func (m *Metrics) ObserveFailover(group string, d time.Duration) {
 	}
 	m.failoverSeconds.WithLabelValues(group).Observe(d.Seconds())
 	m.failovers.WithLabelValues(group).Inc()
+}
+
+// ObserveAWSCall records one AWS call that ended with code (0 for success)
+// after attempts tries and d in all.
+func (m *Metrics) ObserveAWSCall(service, action string, code, attempts int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.awsCalls.WithLabelValues(service, action, strconv.Itoa(code)).Observe(d.Seconds())
+	m.awsAttempts.WithLabelValues(service, action).Add(float64(attempts))
+}
+
+// SetHeartbeatMode sets how this node answers heartbeats.
+func (m *Metrics) SetHeartbeatMode(mode string) {
+	if m == nil {
+		return
+	}
+	m.heartbeatMode.Reset()
+	m.heartbeatMode.WithLabelValues(labelValue(mode)).Set(1)
+}
+
+// SetMonitorCode sets the code of monitor's last check.
+func (m *Metrics) SetMonitorCode(monitor string, code int) {
+	if m == nil {
+		return
+	}
+	m.monitorCode.WithLabelValues(labelValue(monitor)).Set(float64(code))
 }
 
 // SetConfigInfo sets the hash of the loaded configuration, replacing the

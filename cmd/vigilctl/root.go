@@ -81,6 +81,7 @@ func newRoot() *cobra.Command {
 		groupCmd(c),
 		monitorCmd(c),
 		configCmd(),
+		awsCmd(),
 	)
 	return root
 }

@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vigil-ha/vigil/control/config"
+	"github.com/vigil-ha/vigil/control/monitor"
 	"github.com/vigil-ha/vigil/control/script"
 	"github.com/vigil-ha/vigil/dataplane/vip"
 )
@@ -64,6 +66,15 @@ type Factory struct {
 	Env    Env
 	Runner script.Runner
 	Addrs  *AddrSet
+	// AWS reaches AWS for the aws_* kinds; nil refuses them.
+	AWS *AWSEnv
+	// DefaultInterface is where an aws_vip without an interface binds its
+	// VIP: the interface of the default route.
+	DefaultInterface string
+	// Prepare makes New start an aws_vip's Prepare in the background,
+	// bounded by PrepareTimeout, so that a failover finds its checks done.
+	Prepare        bool
+	PrepareTimeout time.Duration
 }
 
 // New builds the resource r of group as seen from server.
@@ -79,9 +90,61 @@ func (f *Factory) New(group string, r *config.Resource) (Resource, error) {
 			return nil, fmt.Errorf("resource %s: %w", r.Name, err)
 		}
 		return &FloatingIP{Binding: b, Addrs: f.Addrs}, nil
+	case config.KindAWSVIP, config.KindAWSEIP, config.KindAWSDNS:
+		if f.AWS == nil {
+			return nil, fmt.Errorf("resource %s: type %s needs AWS settings", r.Name, r.Type)
+		}
+		return f.newAWS(r)
 	default:
 		return nil, fmt.Errorf("resource %s: type %s is not supported by this build", r.Name, r.Type)
 	}
+}
+
+func (f *Factory) newAWS(r *config.Resource) (Resource, error) {
+	switch r.Type {
+	case config.KindAWSVIP:
+		iface := r.AWSVIP.Interface
+		if iface == "" {
+			iface = f.DefaultInterface
+		}
+		if iface == "" {
+			return nil, fmt.Errorf("resource %s: no interface for the VIP and no default route", r.Name)
+		}
+		v, err := NewAWSVIP(r, iface, f.Addrs, f.AWS)
+		if err == nil && f.Prepare {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), f.PrepareTimeout)
+				defer cancel()
+				v.Prepare(ctx)
+			}()
+		}
+		return v, err
+	case config.KindAWSEIP:
+		return &AWSEIP{Name: r.Name, AllocationID: r.AWSEIP.AllocationID, ENIID: r.AWSEIP.ENIID, AWS: f.AWS}, nil
+	default:
+		d := r.AWSDNS
+		return &AWSDNS{Name: r.Name, ZoneID: d.HostedZoneID, RecordName: d.RecordName, IP: d.IP, TTL: d.TTL,
+			DeleteOnStop: d.DeleteOnStop, WaitInSync: d.WaitInSync, CheckResolution: d.CheckResolution, AWS: f.AWS}, nil
+	}
+}
+
+// Checker builds the checker of a monitor added automatically with its
+// resource (aws_vip, aws_eip, aws_dns): the resource, as server sees it,
+// checking itself.
+func (f *Factory) Checker(c *config.Config, m *config.Monitor, server string) (monitor.Checker, error) {
+	_, r := c.Resource(m.Resource)
+	if r == nil {
+		return nil, fmt.Errorf("monitor %s: no resource %q", m.Name, m.Resource)
+	}
+	res, err := f.New("", r.For(server))
+	if err != nil {
+		return nil, err
+	}
+	ch, ok := res.(monitor.Checker)
+	if !ok {
+		return nil, fmt.Errorf("monitor %s: resource %s of type %s has no check", m.Name, r.Name, r.Type)
+	}
+	return ch, nil
 }
 
 // FloatingBinding turns a floating_ip resource into the binding it makes.
