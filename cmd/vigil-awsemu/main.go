@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -79,6 +80,10 @@ type app struct {
 	api    net.Listener
 	imds   map[string]net.Listener
 	dns    net.PacketConn
+	// shared serves every instance's IMDS on one address, each client
+	// by its source address (bySource: address → instance).
+	shared   net.Listener
+	bySource map[netip.Addr]string
 }
 
 // setup parses the flags, loads the World and opens every listener.
@@ -91,6 +96,9 @@ func setup(args []string, stderr io.Writer) (*app, error) {
 	throttle := fs.Bool("throttle", false, "throttle EC2 calls like AWS (token buckets per credential)")
 	imds := imdsFlag{}
 	fs.Var(imds, "imds", "serve an instance's IMDS: `INSTANCE_ID=ADDR` (repeatable)")
+	sharedAddr := fs.String("imds-listen", "", "serve the IMDS of the -imds-client instances on this `address`, telling them apart by source address")
+	clients := imdsFlag{}
+	fs.Var(clients, "imds-client", "an instance of -imds-listen and the source address it asks from: `INSTANCE_ID=IP` (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -109,11 +117,26 @@ func setup(args []string, stderr io.Writer) (*app, error) {
 			return nil, fmt.Errorf("-imds %s: no such instance in %s", id, *world)
 		}
 	}
+	bySource := map[netip.Addr]string{}
+	for id, ip := range clients {
+		if !hasInstance(w, id) {
+			return nil, fmt.Errorf("-imds-client %s: no such instance in %s", id, *world)
+		}
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return nil, fmt.Errorf("-imds-client %s=%s: not an IP address", id, ip)
+		}
+		bySource[a] = id
+	}
+	if (*sharedAddr == "") != (len(bySource) == 0) {
+		return nil, errors.New("-imds-listen and -imds-client go together")
+	}
 
 	a := &app{
-		log:    slog.New(slog.NewTextHandler(stderr, nil)),
-		server: awsemu.New(w),
-		imds:   map[string]net.Listener{},
+		log:      slog.New(slog.NewTextHandler(stderr, nil)),
+		server:   awsemu.New(w),
+		imds:     map[string]net.Listener{},
+		bySource: bySource,
 	}
 	a.server.SetLogger(a.log)
 	a.server.SetThrottling(*throttle)
@@ -127,6 +150,12 @@ func setup(args []string, stderr io.Writer) (*app, error) {
 			return nil, fmt.Errorf("listen imds %s: %w", id, err)
 		}
 		a.imds[id] = l
+	}
+	if *sharedAddr != "" {
+		if a.shared, err = net.Listen("tcp", *sharedAddr); err != nil {
+			a.close()
+			return nil, fmt.Errorf("listen imds: %w", err)
+		}
 	}
 	if *dnsAddr != "" {
 		if a.dns, err = net.ListenPacket("udp", *dnsAddr); err != nil {
@@ -154,9 +183,30 @@ func (a *app) close() {
 	for _, l := range a.imds {
 		l.Close()
 	}
+	if a.shared != nil {
+		a.shared.Close()
+	}
 	if a.dns != nil {
 		a.dns.Close()
 	}
+}
+
+// bySourceHandler serves each client the IMDS of its instance, found by
+// the request's source address.
+func (a *app) bySourceHandler() http.Handler {
+	handlers := map[netip.Addr]http.Handler{}
+	for ip, id := range a.bySource {
+		handlers[ip] = a.server.IMDSHandler(id)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		src, err := netip.ParseAddrPort(r.RemoteAddr)
+		h, ok := handlers[src.Addr().Unmap()]
+		if err != nil || !ok {
+			http.Error(w, "no instance at this source address", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serve serves until ctx ends, then shuts every server down.
@@ -197,6 +247,9 @@ func (a *app) serve(ctx context.Context) error {
 	sort.Strings(ids)
 	for _, id := range ids {
 		start("imds "+id, a.imds[id], a.server.IMDSHandler(id))
+	}
+	if a.shared != nil {
+		start("imds by source", a.shared, a.bySourceHandler())
 	}
 	if a.dns != nil {
 		a.log.Info("listening", "server", "dns", "addr", a.dns.LocalAddr().String())

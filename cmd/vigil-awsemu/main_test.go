@@ -140,3 +140,31 @@ func TestSetupRefusesBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestIMDSBySource serves two instances' IMDS on one address: each client
+// gets its own instance, found by its source address; a stranger nothing.
+func TestIMDSBySource(t *testing.T) {
+	a, err := setup([]string{
+		"-world", exampleWorld, "-listen", "127.0.0.1:0",
+		"-imds-listen", "127.0.0.1:0", "-imds-client", "i-0123456789abcde20=127.0.0.1",
+		"-imds-client", "i-0123456789abcde10=127.0.0.2",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	imds := "http://" + a.shared.Addr().String()
+	_, tok := get(t, imds+"/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "60"}, http.MethodPut)
+	if status, body := get(t, imds+"/latest/meta-data/instance-id", map[string]string{"X-aws-ec2-metadata-token": tok}, http.MethodGet); status != http.StatusOK || body != "i-0123456789abcde20" {
+		t.Errorf("instance-id from 127.0.0.1: %d %q", status, body)
+	}
+	if _, err := setup([]string{"-world", exampleWorld, "-imds-listen", "127.0.0.1:0"}, io.Discard); err == nil {
+		t.Error("-imds-listen without -imds-client accepted")
+	}
+}

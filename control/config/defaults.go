@@ -5,10 +5,10 @@ import "fmt"
 // Defaults of the cluster-wide settings. README.md's configuration reference lists them
 // with every other default.
 const (
-	DefaultHeartbeatPort       = 29001
-	DefaultStartupWaitMS       = 5000
-	DefaultNPTimeoutMS         = 1000
-	DefaultNPAction            = NPActionStopGroups
+	DefaultHeartbeatPort = 29001
+	DefaultStartupWaitMS = 5000
+	DefaultNPTimeoutMS   = 1000
+	DefaultNPAction      = NPActionStopGroups
 	// DefaultMonitorRetry tolerates one failed check: a single lost ping
 	// must not shut a node down.
 	DefaultMonitorRetry = 1

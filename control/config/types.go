@@ -95,7 +95,7 @@ type Heartbeat struct {
 
 // HeartbeatProfile is a named preset of heartbeat timings.
 type HeartbeatProfile struct {
-	Name                                   string
+	Name                                  string
 	IntervalMS, TimeoutMS, StallTimeoutMS int
 }
 
