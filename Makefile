@@ -4,19 +4,36 @@ BIN      := bin
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps test vet lint fmt-check demo fuzz bench clean
+.PHONY: all build deps test vet lint fmt-check demo fuzz bench bench-aws clean generate generate-check bench-heartbeat
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/vigild ./cmd/vigild
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/vigilctl ./cmd/vigilctl
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/vigil-awsemu ./cmd/vigil-awsemu
 
 deps:
 	./scripts/install-deps.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# generate compiles the eBPF programs in bpf/ and regenerates their Go
+# bindings (bpf2go, a module tool; needs clang and llvm-strip). The
+# generated *_bpfel.go and *_bpfel.o files are committed, so a plain build
+# never needs clang.
+generate:
+	$(GO) generate ./dataplane/... ./internal/bpftest/...
+
+# BPF_GENERATED are the bpf2go outputs, as git pathspecs.
+BPF_GENERATED := '*_bpfel.go' '*_bpfel.o'
+
+# generate-check regenerates and fails if the result differs from what is
+# committed (needs a git checkout).
+generate-check: generate
+	@git diff --stat --exit-code -- $(BPF_GENERATED) && test -z "$$(git status --porcelain -- $(BPF_GENERATED))" || \
+		{ echo "generate-check: bpf2go output differs from the committed files; run make generate and commit"; git status --short -- $(BPF_GENERATED); exit 1; }
 
 vet:
 	$(GO) vet $(PKGS)
@@ -43,5 +60,19 @@ fuzz:
 bench:
 	./scripts/bench.sh
 
+# bench-aws times an aws_vip failover's route switch (three route tables,
+# 100 ms injected into every AWS call) beside the same calls one by one.
+bench-aws:
+	$(GO) run ./internal/cmd/benchaws -world examples/awsemu-world.yaml
+
 clean:
 	rm -rf $(BIN)
+
+# bench-heartbeat (root; ~15 min) times a SIGKILLed active daemon to the
+# standby binding the floating IP, with the eBPF and the userspace heartbeat
+# beside keepalived, then counts false failovers and heartbeat RTTs while
+# the active daemon is SIGSTOPped 150 ms a second.
+# It builds bin/vigild and bin/vigilctl first, as make build does.
+# BENCH_HEARTBEAT_FLAGS=-quick is a short run; -h lists the flags.
+bench-heartbeat: deps
+	$(GO) run ./internal/cmd/benchheartbeat $(BENCH_HEARTBEAT_FLAGS)

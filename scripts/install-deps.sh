@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Vigil's demo and tests use, when missing.
 set -euo pipefail
-pkgs=(iproute2 jq iputils-ping procps)
+pkgs=(iproute2 jq iputils-ping procps curl clang llvm libbpf-dev keepalived)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
