@@ -57,7 +57,8 @@ var (
 // Inc and Observe methods do nothing on a nil *Metrics, so a node without
 // metrics passes nil.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg             *prometheus.Registry
+	cluster, server string
 
 	peerUp          *prometheus.GaugeVec
 	laneRTT         *prometheus.HistogramVec
@@ -84,8 +85,8 @@ type Metrics struct {
 // New returns the metrics of server in cluster: every vigil_* metric carries
 // them as the constant labels cluster and server.
 func New(cluster, server string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
-	cl := prometheus.Labels{"cluster": labelValue(cluster), "server": labelValue(server)}
+	m := &Metrics{reg: prometheus.NewRegistry(), cluster: labelValue(cluster), server: labelValue(server)}
+	cl := prometheus.Labels{"cluster": m.cluster, "server": m.server}
 	m.peerUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name:        "vigil_peer_up",
 		Help:        "Whether the peer answers heartbeats on at least one lane (1) or not (0).",
@@ -340,6 +341,54 @@ func (m *Metrics) ObserveAWSCall(service, action string, code, attempts int, d t
 	}
 	m.awsCalls.WithLabelValues(service, action, strconv.Itoa(code)).Observe(d.Seconds())
 	m.awsAttempts.WithLabelValues(service, action).Add(float64(attempts))
+}
+
+// VIPSample is one VIP's traffic at a scrape.
+type VIPSample struct {
+	Address, Interface string
+	Packets, Bytes     uint64
+	// FirstPacketAfter is the time from binding the VIP here to its first
+	// packet; negative while none arrived.
+	FirstPacketAfter time.Duration
+}
+
+// vipCollector reads the VIPs' kernel counters at each scrape.
+type vipCollector struct {
+	packets, bytes, first *prometheus.Desc
+	read                  func() []VIPSample
+}
+
+func (c *vipCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.packets
+	ch <- c.bytes
+	ch <- c.first
+}
+
+func (c *vipCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.read() {
+		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.Packets), s.Address, s.Interface)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(s.Bytes), s.Address, s.Interface)
+		if s.FirstPacketAfter >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.first, prometheus.GaugeValue, s.FirstPacketAfter.Seconds(), s.Address, s.Interface)
+		}
+	}
+}
+
+// RegisterVIPTraffic exports the VIPs' traffic as read by read at each
+// scrape: vigil_vip_packets_total, vigil_vip_bytes_total and
+// vigil_vip_first_packet_after_seconds. Call it once.
+func (m *Metrics) RegisterVIPTraffic(read func() []VIPSample) {
+	if m == nil {
+		return
+	}
+	labels := []string{"vip", "interface"}
+	cl := prometheus.Labels{"cluster": m.cluster, "server": m.server}
+	m.register(m.reg, &vipCollector{
+		packets: prometheus.NewDesc("vigil_vip_packets_total", "Packets to the VIP received on this node since it was last added to the managed set, counted by the TC ingress program.", labels, cl),
+		bytes:   prometheus.NewDesc("vigil_vip_bytes_total", "Bytes of those packets, Ethernet headers included.", labels, cl),
+		first:   prometheus.NewDesc("vigil_vip_first_packet_after_seconds", "Time from binding the VIP on this node to the first packet it received: the proof that traffic reached the new owner.", labels, cl),
+		read:    read,
+	})
 }
 
 // SetHeartbeatMode sets how this node answers heartbeats.

@@ -3,16 +3,18 @@
 #
 # Three network namespaces on a private switch namespace: node1 and node2
 # (the cluster, two interconnect lanes) and nat (the guides' NAT instance:
-# NP target and client). Both daemons start, node1 runs failover1 (a
-# floating IP and an exec application), the demo SIGKILLs node1's vigild,
-# node2 takes over, and the failover time is measured from the kill to the
-# group online on node2. Everything created is removed on exit.
+# NP target and client, and AWS: vigil-awsemu with the guides' VIP
+# topology). Both daemons start, node1 runs failover1 (an aws_vip and an
+# exec application), the demo SIGKILLs node1's vigild, node2 takes over and
+# points the three route tables' VIP route at its ENI, and the failover time
+# is measured from the kill to the group online on node2. Everything created
+# is removed on exit.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$top/bin
 [ "$(id -u)" -eq 0 ] || { echo "demo: needs root (network namespaces)" >&2; exit 1; }
-[ -x "$bin/vigild" ] && [ -x "$bin/vigilctl" ] || { echo "demo: run 'make build' first" >&2; exit 1; }
+[ -x "$bin/vigild" ] && [ -x "$bin/vigilctl" ] && [ -x "$bin/vigil-awsemu" ] || { echo "demo: run 'make build' first" >&2; exit 1; }
 
 tag=vd$$
 sw=$tag-sw n1=$tag-n1 n2=$tag-n2 nat=$tag-nat
@@ -54,13 +56,35 @@ plug $n1 eth0 br0 198.18.0.1/24; plug $n1 eth1 br1 198.18.1.1/24
 plug $n2 eth0 br0 198.18.0.2/24; plug $n2 eth1 br1 198.18.1.2/24
 plug $nat eth0 br0 198.18.0.254/24
 
+say "AWS: vigil-awsemu in $nat with examples/awsemu-world.yaml (VPC 10.0.0.0/16, VIP 10.1.0.20 in 3 route tables)"
+ip netns exec $nat "$bin/vigil-awsemu" -world "$top/examples/awsemu-world.yaml" -listen 198.18.0.254:4566 \
+	-imds-listen 198.18.0.254:4567 -imds-client i-0123456789abcde10=198.18.0.1 \
+	-imds-client i-0123456789abcde20=198.18.0.2 >>"$work/awsemu.log" 2>&1 &
+pids+=($!)
+disown $!
+emu() { ip netns exec $nat curl -fsS "http://198.18.0.254:4566$1"; }
+# The world's ENIs, and the node each belongs to.
+declare -A eni_node=([eni-12345678]=node1 [eni-87654321]=node2)
+declare -A node_ip=([node1]=198.18.0.1 [node2]=198.18.0.2)
+routes() { # the VIP route of every route table, as "rtb-x -> eni-y (node)"
+	emu /_emu/state | jq -r '.route_tables[] | .id as $t | .routes[] | select(.destination=="10.1.0.20/32") | "\($t) \(.eni_id)"' |
+		while read -r t e; do echo "  $t: 10.1.0.20/32 -> $e (${eni_node[$e]:-?})"; done
+}
+# vpc_route makes the client's namespace route the VIP as the VPC would:
+# to the node whose ENI the route tables name.
+vpc_route() {
+	local e; e=$(emu /_emu/state | jq -r '[.route_tables[].routes[] | select(.destination=="10.1.0.20/32") | .eni_id][0]')
+	ip -n $nat route replace 10.1.0.20/32 via "${node_ip[${eni_node[$e]}]}"
+}
+
 cp "$top"/examples/demo/*.sh "$work/"
 sed "s#: app-#: $work/app-#" "$top/examples/demo/cluster.yaml" > "$work/cluster.yaml"
 head -c 32 /dev/urandom > "$work/demo.key"; chmod 600 "$work/demo.key"
 "$bin/vigilctl" config check "$work/cluster.yaml" >/dev/null
 
 start() { # start NODE NS
-	ip netns exec "$2" "$bin/vigild" -config "$work/cluster.yaml" -server "$1" \
+	ip netns exec "$2" env AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE \
+		AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY "$bin/vigild" -config "$work/cluster.yaml" -server "$1" \
 		-socket "$work/$1.sock" >>"$work/$1.log" 2>&1 &
 	pids+=($!)
 	disown $!
@@ -80,6 +104,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 }
 online_on() { [ "$(state "$1" failover1)" = "online $2" ]; }
 
+for _ in $(seq 100); do emu /_emu/state >/dev/null 2>&1 && break; sleep 0.05; done
+echo "route tables before:"; routes
+
 say "starting vigild on node1 and node2"
 start node1 $n1; pid1=$!
 start node2 $n2
@@ -87,8 +114,10 @@ wait_for 30 "failover1 online on node1" online_on node1 node1
 wait_for 10 "node2 to see it" online_on node2 node1
 ctl node2 status
 
-say "client ($nat) reaches the floating IP 198.18.0.100"
-ip netns exec $nat ping -c 2 -W 1 198.18.0.100 | tail -n 2
+echo "route tables with failover1 on node1:"; routes
+say "client ($nat) reaches the VIP 10.1.0.20 through the VPC's routes"
+vpc_route
+ip netns exec $nat ping -c 2 -W 1 10.1.0.20 | tail -n 2
 
 say "SIGKILL vigild on node1 (pid $pid1)"
 kill_ns=$(date +%s%N)
@@ -99,14 +128,18 @@ ctl node2 status
 online_ns=$(ctl node2 status --json | jq -r '.last_failover.events[-1].at' | xargs -I{} date -d {} +%s%N)
 ms=$(( (online_ns - kill_ns) / 1000000 ))
 
-say "client reaches the floating IP on node2 (gratuitous ARP updated its cache)"
-ip netns exec $nat ping -c 2 -W 1 198.18.0.100 | tail -n 2
+say "the route tables now point at node2's ENI; the client reaches the VIP on node2"
+routes
+if routes | grep -qv '(node2)'; then echo "demo: a route table was not switched to node2" >&2; exit 1; fi
+vpc_route
+ip netns exec $nat ping -c 2 -W 1 10.1.0.20 | tail -n 2
+ctl node2 status --json | jq -r '.vips[]? | "VIP \(.address) on node2 (counted by TC in the kernel): \(.packets) packets, the first \(if .first_packet_after then "\(.first_packet_after / 1e6) ms" else "(none yet)" end) after it was bound"'
 
 say "restarting vigild on node1: it cleans the stale address and joins as standby"
 start node1 $n1
 wait_for 30 "node1 back as standby" online_on node1 node2
-if ip -n $n1 addr show dev eth0 | grep -q 198.18.0.100; then
-	echo "demo: node1 kept the stale floating IP" >&2; exit 1
+if ip -n $n1 addr show dev eth0 | grep -q 10.1.0.20; then
+	echo "demo: node1 kept the stale VIP" >&2; exit 1
 fi
 ctl node1 status
 

@@ -113,6 +113,23 @@ func writeStatus(w io.Writer, s api.Status) {
 		tw.Flush()
 	}
 
+	if len(s.VIPs) > 0 {
+		fmt.Fprintln(w, "\nVIP TRAFFIC (counted in the kernel)")
+		row("  ADDRESS", "INTERFACE", "BOUND", "PACKETS", "BYTES", "FIRST PACKET AFTER BINDING")
+		for _, v := range s.VIPs {
+			first := "-"
+			if v.FirstPacketAfter != nil {
+				first = formatRTT(*v.FirstPacketAfter)
+			}
+			bound := "no"
+			if v.Bound {
+				bound = "yes"
+			}
+			row("  "+v.Address, v.Interface, bound, strconv.FormatUint(v.Packets, 10), strconv.FormatUint(v.Bytes, 10), first)
+		}
+		tw.Flush()
+	}
+
 	renderTimeline(w, s.LastFailover)
 }
 

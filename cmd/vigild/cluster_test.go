@@ -4,20 +4,32 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-ha/vigil/control/api"
+	"github.com/vigil-ha/vigil/control/membership"
 	"github.com/vigil-ha/vigil/dataplane/heartbeat"
+	"github.com/vigil-ha/vigil/internal/bpftest"
 )
 
+// TestDaemonStartAndFailoverAfterSIGKILL runs with the heartbeat answered
+// by the kernel and from userspace: the fallback must pass the same test.
 func TestDaemonStartAndFailoverAfterSIGKILL(t *testing.T) {
-	c := newTestCluster(t)
+	for _, mode := range []string{"ebpf", "userspace"} {
+		t.Run(mode, func(t *testing.T) { testFailoverAfterSIGKILL(t, mode) })
+	}
+}
+
+func testFailoverAfterSIGKILL(t *testing.T, mode string) {
+	c := newTestClusterWith(t, "mode: "+mode)
 	c.startBoth()
 	c.onlineOn(0, 0, 1)
 	if !c.hasAddr(0) || c.hasAddr(1) {
@@ -40,6 +52,14 @@ func TestDaemonStartAndFailoverAfterSIGKILL(t *testing.T) {
 	}
 	if s.LastFailover == nil || s.LastFailover.From != "node1" || s.LastFailover.To != "node2" {
 		t.Fatalf("last failover %+v", s.LastFailover)
+	}
+	if !strings.HasPrefix(s.Heartbeat, mode) {
+		t.Errorf("heartbeat mode %q, want %s", s.Heartbeat, mode)
+	}
+	// The dead daemon's kernel refuses the probes: a dead daemon, not a
+	// dead node.
+	if !timelineHas(s.LastFailover, "peer node1 lost: "+membership.CauseDaemonDead) {
+		t.Errorf("timeline does not name the cause %q: %+v", membership.CauseDaemonDead, s.LastFailover.Events)
 	}
 	// The crashed node comes back: it removes the address it left behind
 	// and joins as standby.
@@ -161,6 +181,30 @@ func TestDaemonNPResolution(t *testing.T) {
 			t.Fatalf("node1 restarted the group after the partition: %q", c.journal())
 		}
 	})
+	// The kernel has no netem: a TC program dropping every frame on the
+	// switch's port to node1 is the lost link. node2 hears nothing at all
+	// from node1, the "no replies" case.
+	t.Run("active's link lost", func(t *testing.T) {
+		c := newTestCluster(t)
+		c.startBoth()
+		c.onlineOn(0, 0, 1)
+		var drop io.Closer
+		c.sw.Do(t, func() (err error) { drop, err = bpftest.DropAll("p1"); return err })
+		c.onlineOn(1, 1)
+		s, err := c.status(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !timelineHas(s.LastFailover, "peer node1 lost: "+membership.CauseNoReplies) {
+			t.Errorf("timeline does not say %q: %+v", membership.CauseNoReplies, s.LastFailover)
+		}
+		c.eventually("node1 isolated and stopped", func() bool {
+			s, err := c.status(0)
+			return err == nil && s.Service == api.ServiceIsolated && !c.hasAddr(0)
+		})
+		drop.Close()
+		c.onlineOn(1, 0, 1)
+	})
 }
 
 func TestDaemonRefusesPeerWithOtherConfig(t *testing.T) {
@@ -168,6 +212,7 @@ func TestDaemonRefusesPeerWithOtherConfig(t *testing.T) {
 	c.start(0, filepath.Join(c.dir, "cluster.yaml"))
 	c.onlineOn(0, 0)
 	other := strings.ReplaceAll(clusterConfig, "@DIR@", c.dir)
+	other = strings.ReplaceAll(other, "@HEARTBEAT@", "mode: auto")
 	other = strings.Replace(other, "reactivation_count: 1", "reactivation_count: 2", 1)
 	c.start(1, c.write("other.yaml", 0o644, other))
 	c.eventually("node2 refusing to join", func() bool {
@@ -231,4 +276,67 @@ func TestDaemonDropsMalformedHeartbeats(t *testing.T) {
 	if s.Nodes[1].State != api.NodeUp || s.Groups[0].State != api.StateOnline {
 		t.Fatalf("after the flood: node2 %s, group %s", s.Nodes[1].State, s.Groups[0].State)
 	}
+}
+
+func timelineHas(tl *api.Timeline, what string) bool {
+	for _, e := range tl.Events {
+		if strings.Contains(e.What, what) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDaemonStallIsNotDeath stops the active daemon with SIGSTOP while its
+// kernel keeps answering heartbeats: shorter than the stall timeout nothing
+// moves, longer and the standby takes over, saying why.
+func TestDaemonStallIsNotDeath(t *testing.T) {
+	c := newTestClusterWith(t, "mode: ebpf, stall_timeout_ms: 3000")
+	c.startBoth()
+	c.onlineOn(0, 0, 1)
+
+	c.signal(0, syscall.SIGSTOP)
+	c.eventually("node2 to see node1 stalled", func() bool {
+		s, err := c.status(1)
+		if err != nil {
+			return false
+		}
+		for _, n := range s.Nodes {
+			if n.Name == "node1" && n.State == api.NodeStalled {
+				return true
+			}
+		}
+		return false
+	})
+	c.signal(0, syscall.SIGCONT)
+	c.eventually("node1 up again on node2", func() bool {
+		s, err := c.status(1)
+		if err != nil {
+			return false
+		}
+		for _, n := range s.Nodes {
+			if n.Name == "node1" && n.State == api.NodeUp {
+				return true
+			}
+		}
+		return false
+	})
+	if got := c.count("node2 failover"); got != 0 {
+		t.Fatalf("a stall shorter than the stall timeout failed over: %q", c.journal())
+	}
+	c.onlineOn(0, 0, 1)
+
+	c.signal(0, syscall.SIGSTOP)
+	c.eventually("node2 takes over from the stalled node1", func() bool { return c.groupOn(1, api.StateOnline, "node2") })
+	s, err := c.status(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.LastFailover == nil || !timelineHas(s.LastFailover, membership.CauseDaemonStalled) {
+		t.Fatalf("timeline does not say the daemon stalled: %+v", s.LastFailover)
+	}
+	c.signal(0, syscall.SIGCONT)
+	c.eventually("node1 gives the group up when it wakes", func() bool {
+		return c.groupOn(0, api.StateOnline, "node2") && !c.hasAddr(0)
+	})
 }

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
+	"github.com/vigil-ha/vigil/awsops"
 	"github.com/vigil-ha/vigil/control/api"
 	"github.com/vigil-ha/vigil/control/config"
 	"github.com/vigil-ha/vigil/control/monitor"
@@ -19,6 +22,7 @@ import (
 	"github.com/vigil-ha/vigil/dataplane/heartbeat"
 	"github.com/vigil-ha/vigil/dataplane/ping"
 	"github.com/vigil-ha/vigil/dataplane/vip"
+	"github.com/vigil-ha/vigil/dataplane/xdpheartbeat"
 	"github.com/vigil-ha/vigil/metrics"
 )
 
@@ -29,6 +33,8 @@ type daemon struct {
 	cfg     *config.Config
 	node    *node.Node
 	hb      *heartbeat.Engine
+	fp      *xdpheartbeat.Fastpath // nil in userspace mode
+	vips    *vipAccounting
 	binder  vip.Binder
 	pinger  *ping.Pinger
 	metrics *metrics.Metrics
@@ -45,43 +51,72 @@ func newDaemon(o options, log *slog.Logger) (*daemon, error) {
 	}
 	d := &daemon{o: o, log: log, cfg: cfg, metrics: metrics.New(cfg.Cluster.Name, o.server)}
 
-	managed, err := floatingBindings(cfg, o.server)
+	var awsEnv *resource.AWSEnv
+	if usesAWS(cfg) {
+		awsEnv = &resource.AWSEnv{Settings: cfg.Cluster.AWS, Observe: d.observeAWS}
+	}
+	defaultIface := ""
+	if needsDefaultInterface(cfg, o.server) {
+		if defaultIface, err = defaultRouteInterface(); err != nil {
+			return nil, err
+		}
+	}
+	managed, err := floatingBindings(cfg, o.server, defaultIface)
 	if err != nil {
 		return nil, err
 	}
 	d.binder = vip.NewNetlink(managed, log)
+	d.vips = startVIPAccounting(managed, d.binder, log)
+	d.metrics.RegisterVIPTraffic(d.vips.samples)
 	if d.pinger, err = ping.New(); err != nil {
 		log.Warn("no ICMP socket: ip monitors and ping NP targets will fail", "err", err)
 	}
 	runner := script.Exec{}
 	addrs := resource.NewAddrSet(d.binder)
+	addrs.OnBound = d.vips.arm
 	factory := &resource.Factory{
 		Env:    resource.Env{Cluster: cfg.Cluster.Name, Server: o.server},
 		Runner: runner, Addrs: addrs,
+		AWS: awsEnv, DefaultInterface: defaultIface,
+		Prepare: true, PrepareTimeout: 30 * time.Second,
 	}
 	var pinger np.Pinger
 	if d.pinger != nil {
 		pinger = d.pinger
 	}
+	incarnation := heartbeat.NewIncarnation()
+	fp, hbMode, err := loadFastPath(cfg, uint8(self), incarnation, log)
+	if err != nil {
+		return nil, err
+	}
+	d.fp = fp
+	d.metrics.SetHeartbeatMode(hbMode)
 	d.node, err = node.New(node.Options{
 		Config: cfg, Server: o.server,
 		Resources: factory.New,
-		Monitors:  monitorFactory(cfg, o.server, runner, pinger),
+		Monitors:  monitorFactory(cfg, o.server, runner, pinger, factory),
 		NP: &np.Targets{Targets: cfg.Cluster.NPResolution.Targets, Pinger: pinger,
 			Timeout: cfg.Cluster.NPResolution.Timeout()},
-		Runner: runner, Metrics: d.metrics, Log: log, HeartbeatMode: "userspace",
-		LaneMisses: d.laneMisses,
+		Runner: runner, Metrics: d.metrics, Log: log, HeartbeatMode: hbMode,
+		LaneMisses: d.laneMisses, VIPTraffic: d.vips.traffic, KernelReply: d.kernelReply,
 	})
 	if err != nil {
+		d.closeFastPath()
 		return nil, err
 	}
 	hbCfg, err := heartbeatConfig(cfg, uint8(self))
 	if err != nil {
+		d.closeFastPath()
 		return nil, err
 	}
 	hbCfg.Logger = log
 	hbCfg.Handler = d.observe
+	hbCfg.Incarnation = incarnation
+	if fp != nil {
+		hbCfg.FastPath = fastPath{fp}
+	}
 	if d.hb, err = heartbeat.New(hbCfg); err != nil {
+		d.closeFastPath()
 		return nil, fmt.Errorf("heartbeat: %w", err)
 	}
 	d.node.SetHeartbeat(d.hb)
@@ -91,12 +126,16 @@ func newDaemon(o options, log *slog.Logger) (*daemon, error) {
 // observe adapts a heartbeat observation for the node.
 func (d *daemon) observe(o heartbeat.Observation) {
 	kind := node.ProbeReceived
-	if o.Kind == heartbeat.ReplyReceived {
+	switch o.Kind {
+	case heartbeat.ReplyReceived:
 		kind = node.ReplyReceived
+	case heartbeat.ProbeRefused:
+		kind = node.ProbeRefused
 	}
 	d.node.Observe(node.Observation{
 		Kind: kind, Peer: o.Peer, Lane: o.Lane, RTT: o.RTT,
 		ConfigHash: o.ConfigHash, Incarnation: o.Incarnation, Payload: o.Payload,
+		Epoch: o.Epoch, Kernel: o.Kernel,
 	})
 }
 
@@ -126,6 +165,15 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	spawn("control api", func(ctx context.Context) error { return srv.Serve(ctx) })
 	spawn("heartbeat", d.hb.Run)
+	if d.fp != nil {
+		// Closing the fast path ends the engine's kernel reader; its
+		// programs go with it (bpf_link, never pinned), as they would go
+		// with a crashed process.
+		wg.Go(func() {
+			<-inner.Done()
+			d.closeFastPath()
+		})
+	}
 	if addr := d.metricsAddress(); addr != "" {
 		spawn("metrics", func(ctx context.Context) error { return metrics.Serve(ctx, addr, d.metrics.Handler(), d.log) })
 	}
@@ -147,6 +195,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if d.pinger != nil {
 		d.pinger.Close()
 	}
+	d.vips.close()
 	return err
 }
 
@@ -155,6 +204,27 @@ func (d *daemon) metricsAddress() string {
 		return d.o.metrics
 	}
 	return d.cfg.MetricsAddressFor(d.o.server)
+}
+
+// kernelReply reads when the XDP fast path last recorded a reply from peer
+// on lane, on the wall clock.
+func (d *daemon) kernelReply(peer, lane uint8) (time.Time, time.Duration, bool) {
+	if d.fp == nil {
+		return time.Time{}, 0, false
+	}
+	st, ok := d.fp.PeerLane(peer, lane)
+	if !ok || st.LastReply == 0 {
+		return time.Time{}, 0, false
+	}
+	return time.Now().Add(-(xdpheartbeat.Now() - st.LastReply)), st.RTT, true
+}
+
+func (d *daemon) closeFastPath() {
+	if d.fp != nil {
+		if err := d.fp.Close(); err != nil {
+			d.log.Warn("close the eBPF heartbeat", "err", err)
+		}
+	}
 }
 
 // laneMisses reports the heartbeat's per-lane misses for status.
@@ -171,11 +241,18 @@ func (d *daemon) exportStats(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	seen := make(map[heartbeat.PeerLane]uint64)
+	lastClock := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if d.fp != nil && time.Since(lastClock) >= clockEvery {
+			lastClock = time.Now()
+			if err := d.fp.SetClockOffset(); err != nil {
+				d.log.Warn("eBPF heartbeat clock offset", "err", err)
+			}
 		}
 		st := d.hb.Stats()
 		for reason, n := range st.Drops {
@@ -190,24 +267,77 @@ func (d *daemon) exportStats(ctx context.Context) error {
 	}
 }
 
-// floatingBindings lists every floating address this server may hold: the
-// set vigild manages, and cleans up at start.
-func floatingBindings(cfg *config.Config, server string) ([]vip.Binding, error) {
+// observeAWS logs and counts one AWS call.
+func (d *daemon) observeAWS(c awsops.Call) {
+	code := awsops.CodeOf(c.Err)
+	d.metrics.ObserveAWSCall(c.Service, c.Action, code, c.Attempts, c.Latency)
+	args := []any{"service", c.Service, "action", c.Action, "target", c.Target,
+		"latency", c.Latency, "attempts", c.Attempts}
+	if c.Err != nil {
+		d.log.Warn("aws call failed", append(args, "code", code, "err", c.Err)...)
+		return
+	}
+	d.log.Debug("aws call", args...)
+}
+
+// floatingBindings lists every address this server may bind, floating_ip
+// and aws_vip: the set vigild manages, and cleans up at start.
+func floatingBindings(cfg *config.Config, server, defaultIface string) ([]vip.Binding, error) {
 	var out []vip.Binding
 	for gi := range cfg.Groups {
 		for ri := range cfg.Groups[gi].Resources {
 			r := cfg.Groups[gi].Resources[ri].For(server)
-			if r.Type != config.KindFloatingIP {
-				continue
+			switch r.Type {
+			case config.KindFloatingIP:
+				b, err := resource.FloatingBinding(r.FloatingIP)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, b)
+			case config.KindAWSVIP:
+				ip, err := netip.ParseAddr(r.AWSVIP.IP)
+				if err != nil {
+					return nil, fmt.Errorf("aws_vip %s: %w", r.Name, err)
+				}
+				iface := r.AWSVIP.Interface
+				if iface == "" {
+					iface = defaultIface
+				}
+				out = append(out, resource.AWSVIPBinding(ip, iface))
 			}
-			b, err := resource.FloatingBinding(r.FloatingIP)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, b)
 		}
 	}
 	return out, nil
+}
+
+// usesAWS reports whether any resource or monitor calls AWS.
+func usesAWS(cfg *config.Config) bool {
+	for _, m := range cfg.Monitors {
+		if m.AWSAZ != nil || m.Resource != "" {
+			return true
+		}
+	}
+	for _, g := range cfg.Groups {
+		for _, r := range g.Resources {
+			if r.AWSVIP != nil || r.AWSEIP != nil || r.AWSDNS != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// needsDefaultInterface reports whether an aws_vip of server leaves its
+// interface to the default route.
+func needsDefaultInterface(cfg *config.Config, server string) bool {
+	for _, g := range cfg.Groups {
+		for ri := range g.Resources {
+			if r := g.Resources[ri].For(server); r.AWSVIP != nil && r.AWSVIP.Interface == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // heartbeatConfig derives the heartbeat's lanes and peers.
@@ -240,8 +370,11 @@ func heartbeatConfig(cfg *config.Config, self uint8) (heartbeat.Config, error) {
 }
 
 // monitorFactory builds the real checkers.
-func monitorFactory(cfg *config.Config, server string, runner script.Runner, pinger np.Pinger) node.MonitorFactory {
+func monitorFactory(cfg *config.Config, server string, runner script.Runner, pinger np.Pinger, res *resource.Factory) node.MonitorFactory {
 	return func(m *config.Monitor) (monitor.Checker, error) {
+		if m.Resource != "" {
+			return res.Checker(cfg, m, server)
+		}
 		switch m.Type {
 		case config.MonitorIP:
 			var addrs []netip.Addr
@@ -264,8 +397,59 @@ func monitorFactory(cfg *config.Config, server string, runner script.Runner, pin
 				env = append(env, k+"="+v)
 			}
 			return monitor.NewExec(runner, script.Spec{Path: m.Exec.Script, Env: env}), nil
+		case config.MonitorAWSAZ:
+			if res.AWS == nil {
+				return nil, errors.New("aws_az monitor needs AWS settings")
+			}
+			return awsAZChecker(res.AWS, m, cfg.Server(server)), nil
 		default:
 			return nil, fmt.Errorf("monitor type %s is not supported by this build", m.Type)
 		}
 	}
+}
+
+// awsAZChecker builds an aws_az checker; the zone is the monitor's, else
+// the server's, else the instance's from IMDSv2.
+func awsAZChecker(env *resource.AWSEnv, m *config.Monitor, s *config.Server) monitor.Checker {
+	az := m.AWSAZ.AvailabilityZone
+	if az == "" && s != nil {
+		az = s.AvailabilityZone
+	}
+	state := func(ctx context.Context, az string) (string, error) {
+		c, err := env.Client(ctx)
+		if err != nil {
+			return "", err
+		}
+		if az == "" {
+			inst, err := env.Instance(ctx)
+			if err != nil {
+				return "", err
+			}
+			az = inst.AvailabilityZone
+		}
+		return c.AZState(ctx, az)
+	}
+	return monitor.NewAWSAZ(az, m.AWSAZ.OnAPIFailure, state)
+}
+
+// defaultRouteInterface returns the interface of the IPv4 default route,
+// where an aws_vip without an interface binds its VIP.
+func defaultRouteInterface() (string, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return "", fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		link, err := netlink.LinkByIndex(r.LinkIndex)
+		if err != nil {
+			return "", fmt.Errorf("default route's interface %d: %w", r.LinkIndex, err)
+		}
+		return link.Attrs().Name, nil
+	}
+	return "", errors.New("an aws_vip has no interface and there is no IPv4 default route: set interface")
 }

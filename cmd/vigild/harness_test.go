@@ -53,7 +53,7 @@ const clusterConfig = `
 cluster:
   name: itest
   key_file: cluster.key
-  heartbeat: {interval_ms: 100, timeout_ms: 1000}
+  heartbeat: {interval_ms: 100, timeout_ms: 1000, @HEARTBEAT@}
   startup_wait_ms: 2000
   np_resolution:
     targets: [{ping: 198.18.0.254}]
@@ -103,7 +103,11 @@ type testCluster struct {
 	logs  [2]*syncBuffer
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t *testing.T) *testCluster { return newTestClusterWith(t, "mode: auto") }
+
+// newTestClusterWith is newTestCluster with more heartbeat settings, as
+// YAML flow-mapping entries ("mode: userspace, stall_timeout_ms: 3000").
+func newTestClusterWith(t *testing.T, heartbeat string) *testCluster {
 	c := &testCluster{t: t, dir: t.TempDir(), names: [2]string{"node1", "node2"}}
 	c.sw = netnstest.New(t, "sw")
 	c.nat = netnstest.New(t, "nat")
@@ -114,7 +118,8 @@ func newTestCluster(t *testing.T) *testCluster {
 	c.plug(c.nodes[0], "p1", "198.18.0.1/24")
 	c.plug(c.nodes[1], "p2", "198.18.0.2/24")
 	c.plug(c.nat, "pn", "198.18.0.254/24")
-	c.write("cluster.yaml", 0o644, strings.ReplaceAll(clusterConfig, "@DIR@", c.dir))
+	cfg := strings.ReplaceAll(clusterConfig, "@DIR@", c.dir)
+	c.write("cluster.yaml", 0o644, strings.ReplaceAll(cfg, "@HEARTBEAT@", heartbeat))
 	key := make([]byte, 32)
 	rand.Read(key)
 	c.write("cluster.key", 0o600, string(key))
@@ -180,6 +185,17 @@ func (c *testCluster) startBoth() {
 	cfg := filepath.Join(c.dir, "cluster.yaml")
 	c.start(0, cfg)
 	c.start(1, cfg)
+}
+
+// signal sends sig to node i's vigild.
+func (c *testCluster) signal(i int, sig os.Signal) {
+	c.t.Helper()
+	c.mu.Lock()
+	p := c.procs[i]
+	c.mu.Unlock()
+	if err := p.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %v to %s: %v", sig, c.names[i], err)
+	}
 }
 
 // kill ends node i's vigild with SIGKILL, as a crash would.

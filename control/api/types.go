@@ -54,10 +54,13 @@ type Status struct {
 	ConfigHash string    `json:"config_hash"`
 	Service    string    `json:"service"`
 	Reason     string    `json:"reason,omitempty"`
-	Heartbeat  string    `json:"heartbeat"` // "userspace" or "xdp"
+	Heartbeat  string    `json:"heartbeat"` // "ebpf (xdp generic)", "userspace", ...
 	Nodes      []Node    `json:"nodes"`
 	Groups     []Group   `json:"groups"`
 	Monitors   []Monitor `json:"monitors"`
+	// VIPs is the traffic each VIP of this node received, counted in the
+	// kernel (empty without eBPF).
+	VIPs []VIPTraffic `json:"vips,omitempty"`
 	// LastFailover is the timeline of the most recent failover this node
 	// took part in, or nil.
 	LastFailover *Timeline `json:"last_failover,omitempty"`
@@ -110,6 +113,21 @@ type Monitor struct {
 	Message       string `json:"message,omitempty"`
 	Reactivations int    `json:"reactivations"`
 	Failovers     int    `json:"failovers"`
+}
+
+// VIPTraffic is what one VIP received on this node since it was last bound
+// here.
+type VIPTraffic struct {
+	Address   string `json:"address"`
+	Interface string `json:"interface"`
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
+	// Bound says whether the VIP is bound here now.
+	Bound bool `json:"bound"`
+	// FirstPacketAfter is, when the VIP was bound here and a packet has
+	// arrived since, the time from binding to that first packet: the proof
+	// that traffic reached the new owner.
+	FirstPacketAfter *time.Duration `json:"first_packet_after,omitempty"`
 }
 
 // Timeline is the story of one failover, event by event.

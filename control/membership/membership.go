@@ -171,6 +171,21 @@ func (t *Table) Reply(peer, lane uint8, r ReplyInfo, now time.Time) {
 	t.evaluate(p, now)
 }
 
+// Seen records a reply to one of our probes that the kernel fast path
+// authenticated and timestamped at at, when the daemon may not have read
+// it yet: a lane's last reply is the later of the two clocks'. It applies
+// only to a peer already identified by a reply the daemon read.
+func (t *Table) Seen(peer, lane uint8, at time.Time, rtt time.Duration) {
+	p := t.peers[peer]
+	if p == nil || !p.Seen || p.Mismatch || int(lane) >= len(p.Lanes) {
+		return
+	}
+	if l := &p.Lanes[lane]; at.After(l.LastReply) {
+		l.LastReply = at
+		l.RTT = rtt
+	}
+}
+
 // Refused records that peer's kernel refused a probe on lane (ICMP port
 // unreachable). It is unauthenticated, so it only explains a loss; it never
 // takes a lane down by itself.

@@ -180,3 +180,25 @@ func TestDownCauses(t *testing.T) {
 		}
 	}
 }
+
+// A reply the kernel recorded counts from its own timestamp, but only for a
+// peer the daemon identified.
+func TestSeenByTheKernel(t *testing.T) {
+	tb := newTable()
+	t0 := time.Unix(1000, 0)
+	tb.Seen(1, 0, t0, time.Millisecond)
+	if tb.Peer(1).Lanes[0].LastReply != (time.Time{}) {
+		t.Fatal("a kernel record identified an unknown peer")
+	}
+	tb.Reply(1, 0, ReplyInfo{RTT: time.Millisecond, Hash: hashA, Incarnation: 7}, t0)
+	tb.Seen(1, 0, t0.Add(900*time.Millisecond), 2*time.Millisecond)
+	tb.Seen(1, 0, t0.Add(100*time.Millisecond), 3*time.Millisecond) // older: ignored
+	l := tb.Peer(1).Lanes[0]
+	if !l.LastReply.Equal(t0.Add(900*time.Millisecond)) || l.RTT != 2*time.Millisecond {
+		t.Fatalf("lane %+v", l)
+	}
+	tb.Tick(t0.Add(1500 * time.Millisecond))
+	if !tb.Peer(1).Up {
+		t.Fatal("down although the kernel saw a reply within the timeout")
+	}
+}

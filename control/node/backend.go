@@ -28,6 +28,9 @@ func (n *Node) status() api.Status {
 		Service: n.service.String(), Reason: n.reason, Heartbeat: n.hbMode,
 		LastFailover: n.lastFailover,
 	}
+	if n.vipTraffic != nil {
+		s.VIPs = n.vipTraffic()
+	}
 	var misses map[[2]uint8]uint64
 	if n.misses != nil {
 		misses = n.misses()

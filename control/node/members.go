@@ -53,6 +53,15 @@ func (n *Node) observe(o Observation) {
 
 func (n *Node) tick() {
 	now := time.Now()
+	if n.kernelReply != nil {
+		for _, p := range n.members.Peers() {
+			for li := range p.Lanes {
+				if at, rtt, ok := n.kernelReply(p.Index, uint8(li)); ok {
+					n.members.Seen(p.Index, uint8(li), at, rtt)
+				}
+			}
+		}
+	}
 	n.applyChanges(n.members.Tick(now))
 	if n.service == ledger.ServiceStarting && !n.startupDone {
 		if n.allPeersSeen() || now.Sub(n.started) >= n.cfg.Cluster.StartupWait() {

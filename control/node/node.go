@@ -85,21 +85,28 @@ type Options struct {
 	// LaneMisses, when set, reports the probes to peer on lane that got no
 	// reply; status shows them.
 	LaneMisses func() map[[2]uint8]uint64
+	// KernelReply, when set, tells when the kernel fast path last recorded
+	// an authentic reply from peer on lane, and its RTT.
+	KernelReply func(peer, lane uint8) (at time.Time, rtt time.Duration, ok bool)
+	// VIPTraffic, when set, reports the traffic of the node's VIPs.
+	VIPTraffic func() []api.VIPTraffic
 }
 
 // Node is the control core of one node. Its exported methods are safe for
 // concurrent use.
 type Node struct {
-	cfg     *config.Config
-	self    uint8
-	name    string
-	hb      Heartbeat
-	np      np.Checker
-	runner  script.Runner
-	metrics *metrics.Metrics
-	log     *slog.Logger
-	hbMode  string
-	misses  func() map[[2]uint8]uint64
+	cfg         *config.Config
+	self        uint8
+	name        string
+	hb          Heartbeat
+	np          np.Checker
+	runner      script.Runner
+	metrics     *metrics.Metrics
+	log         *slog.Logger
+	hbMode      string
+	vipTraffic  func() []api.VIPTraffic
+	kernelReply func(peer, lane uint8) (time.Time, time.Duration, bool)
+	misses      func() map[[2]uint8]uint64
 
 	members *membership.Table
 	groups  []*group
@@ -151,7 +158,7 @@ func New(o Options) (*Node, error) {
 	}
 	n := &Node{
 		cfg: c, self: uint8(self), name: o.Server, hb: o.Heartbeat, np: o.NP,
-		runner: o.Runner, metrics: o.Metrics, log: o.Log, hbMode: o.HeartbeatMode, misses: o.LaneMisses,
+		runner: o.Runner, metrics: o.Metrics, log: o.Log, hbMode: o.HeartbeatMode, misses: o.LaneMisses, vipTraffic: o.VIPTraffic, kernelReply: o.KernelReply,
 		obs: make(chan Observation, 4096), calls: make(chan func()), events: make(chan any, 256),
 		closed: make(chan struct{}),
 	}

@@ -207,6 +207,9 @@ type AddrSet struct {
 	mu      sync.Mutex
 	binder  vip.Binder
 	desired []vip.Binding
+	// OnBound, when set before use, is called after each binding this set
+	// newly binds (the daemon arms the VIP's traffic accounting there).
+	OnBound func(vip.Binding)
 }
 
 // NewAddrSet returns an empty set over binder.
@@ -222,7 +225,11 @@ func (s *AddrSet) change(b vip.Binding, want bool) error {
 	if err := s.binder.Set(next); err != nil {
 		return err
 	}
+	added := want && !slices.Contains(s.desired, b)
 	s.desired = next
+	if added && s.OnBound != nil {
+		s.OnBound(b)
+	}
 	return nil
 }
 

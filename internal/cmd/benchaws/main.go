@@ -182,4 +182,3 @@ func median(ds []time.Duration) time.Duration {
 func ms(d time.Duration) string { return msNum(d) + " ms" }
 
 func msNum(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
-
