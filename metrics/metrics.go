@@ -77,6 +77,8 @@ type Metrics struct {
 	awsAttempts     *prometheus.CounterVec
 	monitorCode     *prometheus.GaugeVec
 	heartbeatMode   *prometheus.GaugeVec
+	peerLost        *prometheus.CounterVec
+	peerStalled     *prometheus.GaugeVec
 
 	configMu   sync.Mutex
 	configInfo *prometheus.GaugeVec
@@ -170,6 +172,16 @@ func New(cluster, server string) *Metrics {
 		Help:        "The code of a monitor's last check, as in the guides' troubleshooting tables (0 healthy).",
 		ConstLabels: cl,
 	}, []string{"monitor"})
+	m.peerLost = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "vigil_peer_lost_total",
+		Help:        "Peers lost, by cause: no_replies (node or network down), daemon_dead (its kernel refuses heartbeats), daemon_stalled (its kernel answers, its daemon does not move), config_mismatch.",
+		ConstLabels: cl,
+	}, []string{"peer", "cause"})
+	m.peerStalled = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name:        "vigil_peer_stalled",
+		Help:        "Whether the peer's kernel answers heartbeats while its daemon's liveness epoch stands still (1) or not (0).",
+		ConstLabels: cl,
+	}, []string{"peer"})
 	m.heartbeatMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name:        "vigil_heartbeat_mode",
 		Help:        "How this node answers heartbeats, as a label: ebpf (xdp native or generic) or userspace, with the reason of a fallback; the value is always 1.",
@@ -186,7 +198,7 @@ func New(cluster, server string) *Metrics {
 		m.peerUp, m.laneRTT, m.laneUp, m.laneMisses, m.heartbeatDrops,
 		m.serviceState.vec, m.groupState.vec, m.groupActive, m.resourceState.vec,
 		m.monitorState.vec, m.monitorRecovery, m.failoverSeconds, m.failovers, m.configInfo,
-		m.awsCalls, m.awsAttempts, m.monitorCode, m.heartbeatMode,
+		m.awsCalls, m.awsAttempts, m.monitorCode, m.heartbeatMode, m.peerLost, m.peerStalled,
 	)
 	return m
 }
@@ -389,6 +401,23 @@ func (m *Metrics) RegisterVIPTraffic(read func() []VIPSample) {
 		first:   prometheus.NewDesc("vigil_vip_first_packet_after_seconds", "Time from binding the VIP on this node to the first packet it received: the proof that traffic reached the new owner.", labels, cl),
 		read:    read,
 	})
+}
+
+// IncPeerLost counts one loss of peer for cause (no_replies, daemon_dead,
+// daemon_stalled, config_mismatch).
+func (m *Metrics) IncPeerLost(peer, cause string) {
+	if m == nil {
+		return
+	}
+	m.peerLost.WithLabelValues(labelValue(peer), cause).Inc()
+}
+
+// SetPeerStalled sets whether peer's daemon is stalled.
+func (m *Metrics) SetPeerStalled(peer string, stalled bool) {
+	if m == nil {
+		return
+	}
+	m.peerStalled.WithLabelValues(labelValue(peer)).Set(boolValue(stalled))
 }
 
 // SetHeartbeatMode sets how this node answers heartbeats.

@@ -335,6 +335,9 @@ func TestDaemonStallIsNotDeath(t *testing.T) {
 	if s.LastFailover == nil || !timelineHas(s.LastFailover, membership.CauseDaemonStalled) {
 		t.Fatalf("timeline does not say the daemon stalled: %+v", s.LastFailover)
 	}
+	if got := metric(c.scrape(1), "vigil_peer_lost_total", `peer="node1"`, `cause="daemon_stalled"`); got != 1 {
+		t.Errorf("vigil_peer_lost_total{cause=daemon_stalled} on node2 = %v, want 1", got)
+	}
 	c.signal(0, syscall.SIGCONT)
 	c.eventually("node1 gives the group up when it wakes", func() bool {
 		return c.groupOn(0, api.StateOnline, "node2") && !c.hasAddr(0)

@@ -60,6 +60,20 @@ type Peer struct {
 	DownCause string
 }
 
+// CauseLabel names a down cause for metrics: no_replies, daemon_dead,
+// daemon_stalled or config_mismatch.
+func CauseLabel(cause string) string {
+	switch cause {
+	case CauseDaemonDead:
+		return "daemon_dead"
+	case CauseDaemonStalled:
+		return "daemon_stalled"
+	case CauseMismatch:
+		return "config_mismatch"
+	}
+	return "no_replies"
+}
+
 // Down causes, as Change.Cause and Peer.DownCause say them.
 const (
 	CauseNoReplies     = "no replies: node or network down"

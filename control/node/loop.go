@@ -58,6 +58,9 @@ func (n *Node) refreshMetrics() {
 			n.metrics.SetResourceState(g.cfg.Name, r.Name, g.resStates[i])
 		}
 	}
+	for _, p := range n.members.Peers() {
+		n.metrics.SetPeerStalled(p.Name, p.Stalled)
+	}
 	for _, m := range n.mons {
 		st := m.runner.State()
 		n.metrics.SetMonitorState(m.cfg.Name, st.Status)

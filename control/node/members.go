@@ -141,6 +141,7 @@ func (n *Node) peerLost(c membership.Change) {
 	n.log.Warn("peer lost", "peer", c.Name, "cause", c.Cause, "last_reply", c.LastReply)
 	if n.metrics != nil {
 		n.metrics.SetPeerUp(c.Name, false)
+		n.metrics.IncPeerLost(c.Name, membership.CauseLabel(c.Cause))
 	}
 	for _, g := range n.groups {
 		if g.rec.Owner == c.Peer {

@@ -147,6 +147,15 @@ func fmtMS(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
 }
 
+// coded prefixes an error with its guide code, as the guides' messages
+// read: "7: The VIP address 10.0.0.5 belongs to a VPC subnet.".
+func coded(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%d: %w", awsops.CodeOf(err), err)
+}
+
 // awsResult turns an awsops error into a monitor result with its guide code.
 func awsResult(err error) monitor.Result {
 	if err == nil {
@@ -269,7 +278,9 @@ func (v *AWSVIP) checkOutside(ctx context.Context, c *awsops.Client, vpc string)
 
 // Start binds the VIP here and points its route in every table at this
 // node's ENI, the tables in parallel. A failed start leaves the VIP unbound.
-func (v *AWSVIP) Start(ctx context.Context) error {
+func (v *AWSVIP) Start(ctx context.Context) error { return coded(v.start(ctx)) }
+
+func (v *AWSVIP) start(ctx context.Context) error {
 	ctx = observed(ctx)
 	c, err := v.AWS.Client(ctx)
 	if err != nil {
@@ -300,7 +311,9 @@ func (v *AWSVIP) Start(ctx context.Context) error {
 
 // Stop unbinds the VIP. The routes stay: the next owner points them at
 // itself.
-func (v *AWSVIP) Stop(context.Context) error {
+func (v *AWSVIP) Stop(ctx context.Context) error { return coded(v.stop(ctx)) }
+
+func (v *AWSVIP) stop(ctx context.Context) error {
 	if err := v.Addrs.change(v.Binding, false); err != nil {
 		return fmt.Errorf("aws_vip %s: %w", v.Name, err)
 	}
@@ -343,7 +356,9 @@ func (e *AWSEIP) eni(ctx context.Context) (string, error) {
 }
 
 // Start associates the EIP with this node's ENI, taking it from another.
-func (e *AWSEIP) Start(ctx context.Context) error {
+func (e *AWSEIP) Start(ctx context.Context) error { return coded(e.start(ctx)) }
+
+func (e *AWSEIP) start(ctx context.Context) error {
 	ctx = observed(ctx)
 	c, err := e.AWS.Client(ctx)
 	if err != nil {
@@ -357,7 +372,9 @@ func (e *AWSEIP) Start(ctx context.Context) error {
 }
 
 // Stop disassociates the EIP if it is still associated with this node.
-func (e *AWSEIP) Stop(ctx context.Context) error {
+func (e *AWSEIP) Stop(ctx context.Context) error { return coded(e.stop(ctx)) }
+
+func (e *AWSEIP) stop(ctx context.Context) error {
 	ctx = observed(ctx)
 	c, err := e.AWS.Client(ctx)
 	if err != nil {
@@ -416,7 +433,9 @@ func (d *AWSDNS) record(ctx context.Context) (awsops.Record, error) {
 }
 
 // Start upserts the record set, waiting for INSYNC when configured.
-func (d *AWSDNS) Start(ctx context.Context) error {
+func (d *AWSDNS) Start(ctx context.Context) error { return coded(d.start(ctx)) }
+
+func (d *AWSDNS) start(ctx context.Context) error {
 	ctx = observed(ctx)
 	c, err := d.AWS.Client(ctx)
 	if err != nil {
@@ -430,7 +449,9 @@ func (d *AWSDNS) Start(ctx context.Context) error {
 }
 
 // Stop deletes the record set when configured to.
-func (d *AWSDNS) Stop(ctx context.Context) error {
+func (d *AWSDNS) Stop(ctx context.Context) error { return coded(d.stop(ctx)) }
+
+func (d *AWSDNS) stop(ctx context.Context) error {
 	if !d.DeleteOnStop {
 		return nil
 	}
