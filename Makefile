@@ -55,6 +55,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./dataplane/heartbeat/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./control/ledger/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./control/config/
+	for t in FuzzParseQuery FuzzGlobMatch FuzzParseWorld FuzzEC2Request FuzzRoute53Request; do \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./awsops/awsemu/ || exit 1; done
 
 # bench prints each figure beside a baseline measured in the same run.
 bench:
