@@ -351,54 +351,35 @@ type AWSEIP struct {
 	AWS          *AWSEnv
 }
 
-func (e *AWSEIP) eni(ctx context.Context) (string, error) {
-	return e.AWS.orDiscover(ctx, e.ENIID, "ENI ID", func(i awsops.Instance) string { return i.ENIID })
+// call runs fn with the client and this node's ENI.
+func (e *AWSEIP) call(ctx context.Context, fn func(c *awsops.Client, eni string) error) error {
+	c, err := e.AWS.Client(ctx)
+	if err != nil {
+		return err
+	}
+	eni, err := e.AWS.orDiscover(ctx, e.ENIID, "ENI ID", func(i awsops.Instance) string { return i.ENIID })
+	if err != nil {
+		return err
+	}
+	return fn(c, eni)
 }
 
 // Start associates the EIP with this node's ENI, taking it from another.
-func (e *AWSEIP) Start(ctx context.Context) error { return coded(e.start(ctx)) }
-
-func (e *AWSEIP) start(ctx context.Context) error {
+func (e *AWSEIP) Start(ctx context.Context) error {
 	ctx = observed(ctx)
-	c, err := e.AWS.Client(ctx)
-	if err != nil {
-		return err
-	}
-	eni, err := e.eni(ctx)
-	if err != nil {
-		return err
-	}
-	return c.AssociateEIP(ctx, e.AllocationID, eni)
+	return coded(e.call(ctx, func(c *awsops.Client, eni string) error { return c.AssociateEIP(ctx, e.AllocationID, eni) }))
 }
 
 // Stop disassociates the EIP if it is still associated with this node.
-func (e *AWSEIP) Stop(ctx context.Context) error { return coded(e.stop(ctx)) }
-
-func (e *AWSEIP) stop(ctx context.Context) error {
+func (e *AWSEIP) Stop(ctx context.Context) error {
 	ctx = observed(ctx)
-	c, err := e.AWS.Client(ctx)
-	if err != nil {
-		return err
-	}
-	eni, err := e.eni(ctx)
-	if err != nil {
-		return err
-	}
-	return c.DisassociateEIP(ctx, e.AllocationID, eni)
+	return coded(e.call(ctx, func(c *awsops.Client, eni string) error { return c.DisassociateEIP(ctx, e.AllocationID, eni) }))
 }
 
 // Check is the aws_eip monitor: the EIP is associated with this node's ENI
 // (else the guides' code 7).
 func (e *AWSEIP) Check(ctx context.Context) monitor.Result {
-	c, err := e.AWS.Client(ctx)
-	if err != nil {
-		return awsResult(err)
-	}
-	eni, err := e.eni(ctx)
-	if err != nil {
-		return awsResult(err)
-	}
-	return awsResult(c.CheckEIP(ctx, e.AllocationID, eni))
+	return awsResult(e.call(ctx, func(c *awsops.Client, eni string) error { return c.CheckEIP(ctx, e.AllocationID, eni) }))
 }
 
 // AWSDNS is the guides' AWS DNS resource: a Route 53 A record set naming
@@ -432,11 +413,8 @@ func (d *AWSDNS) record(ctx context.Context) (awsops.Record, error) {
 	return awsops.Record{ZoneID: d.ZoneID, Name: d.RecordName, IP: ip, TTL: d.TTL}, nil
 }
 
-// Start upserts the record set, waiting for INSYNC when configured.
-func (d *AWSDNS) Start(ctx context.Context) error { return coded(d.start(ctx)) }
-
-func (d *AWSDNS) start(ctx context.Context) error {
-	ctx = observed(ctx)
+// call runs fn with the client and the record set as this node holds it.
+func (d *AWSDNS) call(ctx context.Context, fn func(c *awsops.Client, r awsops.Record) error) error {
 	c, err := d.AWS.Client(ctx)
 	if err != nil {
 		return err
@@ -445,45 +423,32 @@ func (d *AWSDNS) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.UpsertRecord(ctx, r, d.WaitInSync)
+	return fn(c, r)
+}
+
+// Start upserts the record set, waiting for INSYNC when configured.
+func (d *AWSDNS) Start(ctx context.Context) error {
+	ctx = observed(ctx)
+	return coded(d.call(ctx, func(c *awsops.Client, r awsops.Record) error { return c.UpsertRecord(ctx, r, d.WaitInSync) }))
 }
 
 // Stop deletes the record set when configured to.
-func (d *AWSDNS) Stop(ctx context.Context) error { return coded(d.stop(ctx)) }
-
-func (d *AWSDNS) stop(ctx context.Context) error {
+func (d *AWSDNS) Stop(ctx context.Context) error {
 	if !d.DeleteOnStop {
 		return nil
 	}
 	ctx = observed(ctx)
-	c, err := d.AWS.Client(ctx)
-	if err != nil {
-		return err
-	}
-	r, err := d.record(ctx)
-	if err != nil {
-		return err
-	}
-	return c.DeleteRecord(ctx, r)
+	return coded(d.call(ctx, func(c *awsops.Client, r awsops.Record) error { return c.DeleteRecord(ctx, r) }))
 }
 
 // Check is the aws_dns monitor: the record set exists (7) and holds this
 // node's address (8); with CheckResolution the name also resolves (9) to
 // this node's address (10).
 func (d *AWSDNS) Check(ctx context.Context) monitor.Result {
-	c, err := d.AWS.Client(ctx)
-	if err != nil {
-		return awsResult(err)
-	}
-	r, err := d.record(ctx)
-	if err != nil {
-		return awsResult(err)
-	}
-	if err := c.CheckRecord(ctx, r); err != nil {
-		return awsResult(err)
-	}
-	if d.CheckResolution {
-		return awsResult(awsops.CheckResolves(ctx, d.AWS.Resolver(), r.Name, r.IP))
-	}
-	return monitor.Result{Status: monitor.OK}
+	return awsResult(d.call(ctx, func(c *awsops.Client, r awsops.Record) error {
+		if err := c.CheckRecord(ctx, r); err != nil || !d.CheckResolution {
+			return err
+		}
+		return awsops.CheckResolves(ctx, d.AWS.Resolver(), r.Name, r.IP)
+	}))
 }
