@@ -132,6 +132,10 @@ func (d *decoder) applyDefaults(c *Config) {
 				}
 			case r.MirrorDisk != nil:
 				defStr(p+".mode", &r.MirrorDisk.Mode, MirrorSync)
+			case r.FloatingIP != nil:
+				if !d.has(p + ".gratuitous_arp") {
+					r.FloatingIP.GratuitousARP = true
+				}
 			}
 		}
 	}

@@ -231,6 +231,10 @@ type FloatingIP struct {
 	Address string `yaml:"address"`
 	// Interface is the interface to bind it to (individually settable).
 	Interface string `yaml:"interface"`
+	// GratuitousARP announces an IPv4 address with gratuitous ARP (RFC
+	// 5227) when it is bound, so switches and neighbours learn its new
+	// place at once.
+	GratuitousARP bool `yaml:"gratuitous_arp"`
 }
 
 // Exec runs the clustered application's start and stop scripts.

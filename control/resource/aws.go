@@ -202,9 +202,10 @@ func NewAWSVIP(r *config.Resource, iface string, addrs *AddrSet, env *AWSEnv) (*
 	}, nil
 }
 
-// AWSVIPBinding is the local binding of an aws_vip: the VIP as a /32.
+// AWSVIPBinding is the local binding of an aws_vip: the VIP as a /32,
+// without gratuitous ARP (the VPC routes by its route tables, not ARP).
 func AWSVIPBinding(ip netip.Addr, iface string) vip.Binding {
-	return vip.Binding{Interface: iface, Prefix: netip.PrefixFrom(ip, 32)}
+	return vip.Binding{Interface: iface, Prefix: netip.PrefixFrom(ip, 32), Quiet: true}
 }
 
 func (v *AWSVIP) ids(ctx context.Context) (vpc, eni string, err error) {

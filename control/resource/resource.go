@@ -153,7 +153,7 @@ func FloatingBinding(f *config.FloatingIP) (vip.Binding, error) {
 	if err != nil {
 		return vip.Binding{}, fmt.Errorf("floating ip address %q: %w", f.Address, err)
 	}
-	return vip.Binding{Interface: f.Interface, Prefix: p}, nil
+	return vip.Binding{Interface: f.Interface, Prefix: p, Quiet: !f.GratuitousARP}, nil
 }
 
 // Exec runs the start and stop scripts of an application.

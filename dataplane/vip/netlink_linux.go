@@ -148,7 +148,7 @@ func (n *Netlink) add(b Binding) error {
 		return fmt.Errorf("bind %s to %s: %w", b.Prefix, b.Interface, err)
 	}
 	n.log.Info("vip bound", "address", b.Prefix.String(), "interface", b.Interface)
-	if b.Prefix.Addr().Is4() {
+	if b.Prefix.Addr().Is4() && !b.Quiet {
 		n.announce(b, link.Attrs())
 	}
 	return nil

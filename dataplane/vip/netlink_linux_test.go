@@ -346,3 +346,22 @@ func TestGARPFrame(t *testing.T) {
 		t.Errorf("htons(0x0806) = %#x", htons(0x0806))
 	}
 }
+
+// A quiet binding (aws_vip) is bound without any announcement.
+func TestNetlinkQuietBindingSendsNoARP(t *testing.T) {
+	a, b := pair(t)
+	fd := arpCapture(t, b, "vb")
+	vip := bind("va", "198.18.100.20/32")
+	vip.Quiet = true
+	n := NewNetlink([]Binding{vip}, nil)
+	defer n.Wait()
+	if err := a.Run(func() error { return n.Set([]Binding{vip}) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := addrs(t, a, "va"); !slices.Contains(got, "198.18.100.20/32") {
+		t.Fatalf("addresses %v lack the quiet binding", got)
+	}
+	if got := readAnnouncements(t, fd, vip.Prefix.Addr(), 1, time.Now().Add(time.Second)); len(got) != 0 {
+		t.Errorf("a quiet binding announced itself: %d frames", len(got))
+	}
+}

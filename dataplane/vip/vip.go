@@ -28,6 +28,9 @@ type Binding struct {
 	// Prefix holds the address and its prefix length, such as
 	// 198.18.100.10/24; the host bits are kept.
 	Prefix netip.Prefix
+	// Quiet binds without gratuitous ARP: where a VPC's route tables, not
+	// ARP, decide who receives the address (aws_vip).
+	Quiet bool
 }
 
 // String formats b as "198.18.100.10/24 on eth0".
