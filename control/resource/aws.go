@@ -218,8 +218,8 @@ func (v *AWSVIP) ids(ctx context.Context) (vpc, eni string, err error) {
 }
 
 // tables returns the route tables to switch: the configured ones, else
-// those found holding the VIP/32 route (asked once, then refreshed by the
-// monitor).
+// those found holding the VIP/32 route, asked once per process (a table
+// added later is found after a restart, or listed in route_tables).
 func (v *AWSVIP) tables(ctx context.Context, c *awsops.Client, vpc string) ([]string, error) {
 	if len(v.Tables) > 0 {
 		return v.Tables, nil
