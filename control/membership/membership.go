@@ -125,6 +125,7 @@ type Table struct {
 	self    [16]byte
 	timeout time.Duration
 	stall   time.Duration
+	hold    time.Time // no lane goes down before it
 	peers   map[uint8]*Peer
 	order   []uint8
 	pending []Change
@@ -200,6 +201,16 @@ func (t *Table) Seen(peer, lane uint8, at time.Time, rtt time.Duration) {
 	}
 }
 
+// Hold keeps every lane that is up from going down before until. A node
+// that finds it was itself stalled (its own daemon not scheduled: it sent
+// no probes, so no replies came) calls it, so that it judges its peers
+// only on probes sent after it woke up.
+func (t *Table) Hold(until time.Time) {
+	if until.After(t.hold) {
+		t.hold = until
+	}
+}
+
 // Refused records that peer's kernel refused a probe on lane (ICMP port
 // unreachable). It is unauthenticated, so it only explains a loss; it never
 // takes a lane down by itself.
@@ -257,7 +268,7 @@ func (t *Table) evaluate(p *Peer, now time.Time) {
 	var last time.Time
 	for i := range p.Lanes {
 		l := &p.Lanes[i]
-		up := !l.LastReply.IsZero() && now.Sub(l.LastReply) <= t.timeout
+		up := !l.LastReply.IsZero() && (now.Sub(l.LastReply) <= t.timeout || l.Up && now.Before(t.hold))
 		if up != l.Up {
 			kind := LaneDown
 			if up {

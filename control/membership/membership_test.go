@@ -202,3 +202,34 @@ func TestSeenByTheKernel(t *testing.T) {
 		t.Fatal("down although the kernel saw a reply within the timeout")
 	}
 }
+
+// A node that was stalled itself holds its lanes up for a while: its peers'
+// silence was its own.
+func TestHoldAfterOwnStall(t *testing.T) {
+	tb := newTable()
+	t0 := time.Unix(1000, 0)
+	tb.Reply(1, 0, ReplyInfo{RTT: time.Millisecond, Hash: hashA, Incarnation: 7}, t0)
+	tb.Tick(t0)
+	wake := t0.Add(3 * time.Second) // far past the 1 s timeout
+	tb.Hold(wake.Add(time.Second))
+	if cs := tb.Tick(wake); len(cs) != 0 || !tb.Peer(1).Up {
+		t.Fatalf("lost a peer while holding: %v", cs)
+	}
+	tb.Reply(1, 0, ReplyInfo{RTT: time.Millisecond, Hash: hashA, Incarnation: 7}, wake.Add(500*time.Millisecond))
+	if cs := tb.Tick(wake.Add(1200 * time.Millisecond)); len(cs) != 0 || !tb.Peer(1).Up {
+		t.Fatalf("fresh replies, still: %v", cs)
+	}
+	// A peer that stays silent after the hold goes down.
+	var down bool
+	for _, c := range tb.Tick(wake.Add(2500 * time.Millisecond)) {
+		down = down || c.Kind == PeerDown
+	}
+	if !down {
+		t.Fatal("a silent peer stayed up after the hold")
+	}
+	// A lane that was down is not brought up by a hold.
+	tb.Hold(wake.Add(time.Hour))
+	if tb.Tick(wake.Add(2600*time.Millisecond)); tb.Peer(1).Up {
+		t.Fatal("a hold brought a down peer up")
+	}
+}

@@ -17,6 +17,7 @@ func hashHex(c *config.Config) string { return hex.EncodeToString(c.Hash[:6]) }
 // observe feeds one heartbeat packet into membership and the ledger.
 func (n *Node) observe(o Observation) {
 	now := time.Now()
+	n.checkSelfStall(now)
 	p := n.members.Peer(o.Peer)
 	if p == nil || int(o.Lane) >= len(n.cfg.Lanes) {
 		return
@@ -51,8 +52,22 @@ func (n *Node) observe(o Observation) {
 	n.applyChanges(n.members.Tick(now))
 }
 
+// checkSelfStall notices that this node's own loop did not run for more
+// than half the heartbeat timeout (a GC pause, CPU starvation, SIGSTOP):
+// it sent no probes meanwhile, so the silence of its peers means nothing,
+// and it holds every lane up for one more timeout of fresh probes.
+func (n *Node) checkSelfStall(now time.Time) {
+	timeout := n.cfg.Cluster.Heartbeat.Timeout()
+	if gap := now.Sub(n.lastRun); !n.lastRun.IsZero() && gap > timeout/2 {
+		n.members.Hold(now.Add(timeout))
+		n.log.Info("this node's daemon was stalled: judging peers on fresh probes only", "stalled_for", gap.Round(time.Millisecond))
+	}
+	n.lastRun = now
+}
+
 func (n *Node) tick() {
 	now := time.Now()
+	n.checkSelfStall(now)
 	if n.kernelReply != nil {
 		for _, p := range n.members.Peers() {
 			for li := range p.Lanes {

@@ -116,6 +116,7 @@ type Node struct {
 	service      ledger.Service
 	reason       string
 	started      time.Time
+	lastRun      time.Time // the loop's last tick or observation
 	startupDone  bool
 	npPending    bool
 	lastPayload  []byte
