@@ -343,3 +343,27 @@ func TestDaemonStallIsNotDeath(t *testing.T) {
 		return c.groupOn(0, api.StateOnline, "node2") && !c.hasAddr(0)
 	})
 }
+
+// TestDaemonStalledStandbyDoesNotTakeOver stops the standby's daemon for
+// longer than the heartbeat timeout: when it wakes, its peer's silence was
+// its own, and it must not take the group from the healthy active node.
+func TestDaemonStalledStandbyDoesNotTakeOver(t *testing.T) {
+	for _, mode := range []string{"ebpf", "userspace"} {
+		t.Run(mode, func(t *testing.T) {
+			c := newTestClusterWith(t, "mode: "+mode+", stall_timeout_ms: 5000")
+			c.startBoth()
+			c.onlineOn(0, 0, 1)
+			c.signal(1, syscall.SIGSTOP)
+			time.Sleep(1500 * time.Millisecond) // the stall itself: longer than timeout_ms (1000)
+			c.signal(1, syscall.SIGCONT)
+			c.eventually("node2 running and seeing node1 again", func() bool {
+				s, err := c.status(1)
+				return err == nil && s.Service == api.ServiceRunning && s.Nodes[0].State == api.NodeUp
+			})
+			time.Sleep(1500 * time.Millisecond) // a takeover would have happened by now
+			if got := c.count("node2 failover"); got != 0 || !c.groupOn(1, api.StateOnline, "node1") {
+				t.Fatalf("the standby took the group after its own stall: journal %q", c.journal())
+			}
+		})
+	}
+}
