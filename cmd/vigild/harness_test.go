@@ -23,11 +23,18 @@ import (
 	"github.com/vigil-ha/vigil/internal/netnstest"
 )
 
-// vigildBin is the daemon under test, built once by TestMain.
+// vigildBin is the daemon under test, built once by TestMain, or the one
+// VIGILD_BIN names.
 var vigildBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
+		// The VM tests (vmtests/) run this binary where there is no Go
+		// toolchain, with a vigild built beforehand.
+		if p := os.Getenv("VIGILD_BIN"); p != "" {
+			vigildBin = p
+			return m.Run()
+		}
 		dir, err := os.MkdirTemp("", "vigild-test")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

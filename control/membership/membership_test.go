@@ -229,7 +229,7 @@ func TestHoldAfterOwnStall(t *testing.T) {
 	}
 	// A lane that was down is not brought up by a hold.
 	tb.Hold(wake.Add(time.Hour))
-	if tb.Tick(wake.Add(2600*time.Millisecond)); tb.Peer(1).Up {
+	if tb.Tick(wake.Add(2600 * time.Millisecond)); tb.Peer(1).Up {
 		t.Fatal("a hold brought a down peer up")
 	}
 }
