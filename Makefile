@@ -57,6 +57,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./control/config/
 	for t in FuzzParseQuery FuzzGlobMatch FuzzParseWorld FuzzEC2Request FuzzRoute53Request; do \
 		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./awsops/awsemu/ || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./replicator/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) ./replicator/wire/
 
 # bench prints each figure beside a baseline measured in the same run.
 bench:

@@ -1,0 +1,304 @@
+package meta
+
+import (
+	"fmt"
+	"math/bits"
+	"os"
+	"sync"
+)
+
+const pageWords = PageSize / 8
+
+// Bitmap is the dirty bitmap: one bit per Granularity bytes of volume, set
+// while the region may differ from the peer. It keeps the in-memory truth
+// and a copy of what is durable on the partition, and follows a
+// write-ahead rule: a bit set in memory but not yet durable makes
+// MarkDirty return mustSync, and the caller must Sync before it issues
+// the write. Clears are lazy: they reach the partition with the next Sync
+// or WriteBack, so the on-disk bitmap is always a superset of the regions
+// that may differ. Methods are safe for concurrent use.
+type Bitmap struct {
+	f    *os.File
+	gran uint64
+	size uint64
+	nbit uint64
+
+	mu      sync.Mutex
+	mem     []uint64
+	disk    []uint64 // what the partition holds
+	pending []uint64 // one bit per page that differs from disk
+
+	syncMu sync.Mutex // one Sync at a time
+	pages  []uint64   // scratch: page indexes being written
+	buf    []byte     // scratch: their contents
+}
+
+func loadBitmap(f *os.File, nbit uint64, gran uint32, size uint64) (*Bitmap, error) {
+	nwords := (nbit + 63) / 64
+	npages := (nwords + pageWords - 1) / pageWords
+	b := &Bitmap{
+		f: f, gran: uint64(gran), size: size, nbit: nbit,
+		mem:     make([]uint64, npages*pageWords),
+		disk:    make([]uint64, npages*pageWords),
+		pending: make([]uint64, (npages+63)/64),
+	}
+	raw := make([]byte, npages*PageSize)
+	if _, err := f.ReadAt(raw, BitmapOffset); err != nil {
+		return nil, fmt.Errorf("meta read bitmap: %w", err)
+	}
+	for i := range b.mem {
+		b.mem[i] = le.Uint64(raw[8*i:])
+	}
+	// Bits past the volume's end are never set.
+	for i := nbit; i < nwords*64; i++ {
+		b.mem[i/64] &^= 1 << (i % 64)
+	}
+	copy(b.disk, b.mem)
+	return b, nil
+}
+
+// Granularity returns the volume bytes one bit covers.
+func (b *Bitmap) Granularity() uint64 { return b.gran }
+
+// Bits returns the number of bits.
+func (b *Bitmap) Bits() uint64 { return b.nbit }
+
+// span returns the bits covering [off, off+n), clamped to the volume, and
+// false for an empty range.
+func (b *Bitmap) span(off, n uint64) (first, last uint64, ok bool) {
+	if n == 0 || off >= b.size {
+		return 0, 0, false
+	}
+	end := min(off+n, b.size) // off < size <= 1<<60: no overflow
+	if off+n < off {
+		end = b.size
+	}
+	return off / b.gran, (end - 1) / b.gran, true
+}
+
+// MarkDirty sets the bits covering the byte range [off, off+n) and reports
+// whether any of them is not yet durable: then the caller must call Sync,
+// and wait for it, before issuing the write. One Sync covers every
+// MarkDirty before it, so an engine marks a batch of writes and syncs
+// once. It does not allocate.
+func (b *Bitmap) MarkDirty(off, n uint64) (mustSync bool) {
+	first, last, ok := b.span(off, n)
+	if !ok {
+		return false
+	}
+	b.mu.Lock()
+	for w := first / 64; w <= last/64; w++ {
+		m := wordMask(w, first, last)
+		b.mem[w] |= m
+		if b.disk[w]&m != m {
+			mustSync = true
+			p := w / pageWords
+			b.pending[p/64] |= 1 << (p % 64)
+		}
+	}
+	b.mu.Unlock()
+	return mustSync
+}
+
+// Clear clears the bits covering [off, off+n) in memory (after a resync
+// of the range, or when no write to it is in flight and the peer holds
+// it). Only whole bits inside the range are cleared. The partition learns
+// of it lazily.
+func (b *Bitmap) Clear(off, n uint64) {
+	g := b.gran
+	start := (off + g - 1) / g * g
+	if off+n < off || start >= off+n {
+		return
+	}
+	end := off + n
+	if end < b.size {
+		end = end / g * g // only whole bits
+	} else {
+		end = b.size
+	}
+	if end <= start {
+		return
+	}
+	first, last, ok := b.span(start, end-start)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	for w := first / 64; w <= last/64; w++ {
+		m := wordMask(w, first, last)
+		if b.mem[w]&m != 0 {
+			b.mem[w] &^= m
+			p := w / pageWords
+			b.pending[p/64] |= 1 << (p % 64)
+		}
+	}
+	b.mu.Unlock()
+}
+
+// SetAll marks the whole volume dirty (full sync) and makes it durable.
+func (b *Bitmap) SetAll() error {
+	b.MarkDirty(0, b.size)
+	return b.Sync()
+}
+
+// wordMask returns the bits of word w inside [first, last].
+func wordMask(w, first, last uint64) uint64 {
+	lo, hi := w*64, w*64+63
+	m := ^uint64(0)
+	if first > lo {
+		m &= ^uint64(0) << (first - lo)
+	}
+	if last < hi {
+		m &= ^uint64(0) >> (hi - last)
+	}
+	return m
+}
+
+// Sync writes every bitmap page changed since the last Sync and fsyncs
+// the partition once. Bits set before Sync was called are durable when it
+// returns nil.
+func (b *Bitmap) Sync() error {
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
+	b.mu.Lock()
+	b.pages = b.pages[:0]
+	for i, word := range b.pending {
+		for word != 0 {
+			j := uint64(bits.TrailingZeros64(word))
+			word &^= 1 << j
+			b.pages = append(b.pages, uint64(i)*64+j)
+		}
+		b.pending[i] = 0
+	}
+	if need := len(b.pages) * PageSize; cap(b.buf) < need {
+		b.buf = make([]byte, need)
+	}
+	b.buf = b.buf[:len(b.pages)*PageSize]
+	for k, p := range b.pages {
+		page := b.buf[k*PageSize : (k+1)*PageSize]
+		for i, w := range b.mem[p*pageWords : (p+1)*pageWords] {
+			le.PutUint64(page[8*i:], w)
+		}
+	}
+	b.mu.Unlock()
+	if len(b.pages) == 0 {
+		return nil
+	}
+	err := b.writePages()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, p := range b.pages {
+		if err != nil { // try again next time
+			b.pending[p/64] |= 1 << (p % 64)
+			continue
+		}
+		page := b.buf[k*PageSize : (k+1)*PageSize]
+		for i := range pageWords {
+			b.disk[p*pageWords+uint64(i)] = le.Uint64(page[8*i:])
+		}
+	}
+	return err
+}
+
+// writePages writes the scratch pages, joining consecutive ones, and
+// fsyncs.
+func (b *Bitmap) writePages() error {
+	for k := 0; k < len(b.pages); {
+		j := k + 1
+		for j < len(b.pages) && b.pages[j] == b.pages[j-1]+1 {
+			j++
+		}
+		off := int64(BitmapOffset) + int64(b.pages[k])*PageSize
+		if _, err := b.f.WriteAt(b.buf[k*PageSize:j*PageSize], off); err != nil {
+			return fmt.Errorf("meta write bitmap: %w", err)
+		}
+		k = j
+	}
+	if err := b.f.Sync(); err != nil {
+		return fmt.Errorf("meta sync bitmap: %w", err)
+	}
+	return nil
+}
+
+// WriteBack persists lazy clears; it is Sync, named for the clean points
+// (after a resync, at Close) where an engine calls it.
+func (b *Bitmap) WriteBack() error { return b.Sync() }
+
+// Count returns the number of dirty bits.
+func (b *Bitmap) Count() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int
+	for _, w := range b.mem {
+		n += bits.OnesCount64(w)
+	}
+	return uint64(n)
+}
+
+// Runs calls fn with each maximal dirty byte range, in order, clamped to
+// the volume, until fn returns false. It holds the bitmap's lock: fn must
+// not call the Bitmap.
+func (b *Bitmap) Runs(fn func(off, n uint64) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var start uint64
+	in := false
+	for i := uint64(0); i < b.nbit; i++ {
+		w := b.mem[i/64]
+		if !in && w == 0 && i%64 == 0 {
+			i += 63
+			continue
+		}
+		set := w&(1<<(i%64)) != 0
+		switch {
+		case set && !in:
+			start, in = i, true
+		case !set && in:
+			in = false
+			if !fn(start*b.gran, (i-start)*b.gran) {
+				return
+			}
+		}
+	}
+	if in {
+		off := start * b.gran
+		fn(off, b.size-off)
+	}
+}
+
+// Or sets the bits of a peer's bitmap chunk (the wire's BitmapChunk
+// layout: bit i is byte i/8, bit i%8) starting at bit start, a multiple of
+// 8. Bits past the volume are ignored. The caller Syncs.
+func (b *Bitmap) Or(start uint64, chunk []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, c := range chunk {
+		for j := range uint64(8) {
+			i := start + uint64(k)*8 + j
+			if c&(1<<j) == 0 || i >= b.nbit {
+				continue
+			}
+			w := i / 64
+			b.mem[w] |= 1 << (i % 64)
+			p := w / pageWords
+			b.pending[p/64] |= 1 << (p % 64)
+		}
+	}
+}
+
+// Export copies the bits from bit start (a multiple of 8) into dst in the
+// wire's BitmapChunk layout and returns the number of bytes written.
+func (b *Bitmap) Export(start uint64, dst []byte) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for k := range dst {
+		i := start + uint64(k)*8
+		if i >= b.nbit {
+			break
+		}
+		dst[k] = byte(b.mem[i/64] >> (i % 64))
+		n++
+	}
+	return n
+}

@@ -1,0 +1,322 @@
+package wire
+
+import (
+	"bufio"
+	"crypto/aes"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"sync/atomic"
+)
+
+// Counters counts rejected frames by reason. One Counters may be shared by
+// the Readers of successive connections of one mirror disk, and read
+// concurrently (metrics) while they run.
+type Counters struct {
+	rejected [NumReasons]atomic.Uint64
+}
+
+// Rejected returns how many frames were rejected for reason r.
+func (c *Counters) Rejected(r Reason) uint64 {
+	if r >= NumReasons {
+		return 0
+	}
+	return c.rejected[r].Load()
+}
+
+// Total returns how many frames were rejected for any reason.
+func (c *Counters) Total() uint64 {
+	var n uint64
+	for i := range c.rejected {
+		n += c.rejected[i].Load()
+	}
+	return n
+}
+
+func (c *Counters) add(r Reason) { c.rejected[r].Add(1) }
+
+// session is one direction's authentication state.
+type session struct {
+	aead    cipher.AEAD
+	encrypt bool
+	nonce   [12]byte
+}
+
+func newSession(key []byte, encrypt bool) (*session, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("session cipher: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("session gcm: %w", err)
+	}
+	return &session{aead: aead, encrypt: encrypt}, nil
+}
+
+// setSeq makes s.nonce the GCM nonce of sequence number seq: four zero
+// bytes, then seq big-endian. Each direction has its own key and its
+// sequence numbers never repeat, so a nonce is never reused.
+func (s *session) setSeq(seq uint64) []byte {
+	be.PutUint64(s.nonce[4:], seq)
+	return s.nonce[:]
+}
+
+// Reader decodes frames from a stream. It is not safe for concurrent use;
+// one goroutine reads a connection.
+type Reader struct {
+	br         *bufio.Reader
+	buf        []byte
+	maxPayload int
+	next       uint64
+	sess       *session
+	counters   *Counters
+	err        error
+	hdr        [HeaderSize]byte // kept here so it does not escape per frame
+	// plain accepts session frame types without authentication. Only
+	// tests and benchmarks set it, to measure the codec without the MAC.
+	plain bool
+}
+
+// NewReader returns a Reader of frames from rd. Rejections are counted in
+// c; if c is nil the Reader counts in its own Counters.
+func NewReader(rd io.Reader, c *Counters) *Reader {
+	if c == nil {
+		c = new(Counters)
+	}
+	return &Reader{
+		br:         bufio.NewReaderSize(rd, 64<<10),
+		maxPayload: MaxPayload,
+		counters:   c,
+	}
+}
+
+// Counters returns the counters the Reader counts rejections in.
+func (r *Reader) Counters() *Counters { return r.counters }
+
+// SetMaxPayload lowers the largest payload the Reader accepts (the
+// peer's negotiated maximum). n is clamped to [1, MaxPayload].
+func (r *Reader) SetMaxPayload(n int) { r.maxPayload = min(max(n, 1), MaxPayload) }
+
+// Authenticated reports whether the Reader verifies frame tags.
+func (r *Reader) Authenticated() bool { return r.sess != nil }
+
+func (r *Reader) reject(reason Reason, seq uint64) error {
+	r.counters.add(reason)
+	r.err = fmt.Errorf("read frame %d: %w", seq, reasonErrs[reason])
+	return r.err
+}
+
+// ReadFrame reads, checks and returns the next frame. The payload aliases
+// the Reader's buffer and is valid until the next call. A frame is
+// returned only if everything in doc.go's receive checks passed; any
+// rejection is counted, returned, and breaks the Reader: later calls
+// return ErrBroken. A stream that ends cleanly between frames returns
+// io.EOF.
+func (r *Reader) ReadFrame() (Frame, error) {
+	if r.err != nil {
+		return Frame{}, fmt.Errorf("%w: %w", ErrBroken, r.err)
+	}
+	hdr := &r.hdr
+	if n, err := io.ReadFull(r.br, hdr[:]); err != nil {
+		if n == 0 && errors.Is(err, io.EOF) {
+			r.err = io.EOF
+			return Frame{}, io.EOF
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return Frame{}, r.reject(ReasonTruncated, r.next)
+		}
+		r.err = fmt.Errorf("read frame header: %w", err)
+		return Frame{}, r.err
+	}
+	seq := be.Uint64(hdr[offSeq:])
+	if string(hdr[offMagic:offMagic+4]) != Magic {
+		return Frame{}, r.reject(ReasonBadMagic, seq)
+	}
+	if hdr[offVersion] != Version {
+		return Frame{}, r.reject(ReasonBadVersion, seq)
+	}
+	flags := be.Uint16(hdr[offFlags:])
+	switch {
+	case flags&^knownFlags != 0, flags&FlagCompressed != 0:
+		return Frame{}, r.reject(ReasonBadFlags, seq)
+	case r.sess == nil && flags != 0:
+		return Frame{}, r.reject(ReasonBadFlags, seq)
+	case r.sess != nil && flags&FlagMAC == 0:
+		return Frame{}, r.reject(ReasonBadMAC, seq)
+	case r.sess != nil && (flags&FlagEncrypted != 0) != r.sess.encrypt:
+		return Frame{}, r.reject(ReasonBadFlags, seq)
+	}
+	n := be.Uint32(hdr[offLength:])
+	if uint64(n) > uint64(r.maxPayload) {
+		return Frame{}, r.reject(ReasonTooLarge, seq)
+	}
+	total := HeaderSize + int(n)
+	if r.sess != nil {
+		total += TagSize
+	}
+	if cap(r.buf) < total {
+		r.buf = make([]byte, total, max(total, 2*cap(r.buf)))
+	}
+	buf := r.buf[:total]
+	copy(buf, hdr[:])
+	if _, err := io.ReadFull(r.br, buf[HeaderSize:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return Frame{}, r.reject(ReasonTruncated, seq)
+		}
+		r.err = fmt.Errorf("read frame %d: %w", seq, err)
+		return Frame{}, r.err
+	}
+	end := HeaderSize + int(n)
+	if crc32.Checksum(buf[offVersion:end], castagnoli) != be.Uint32(hdr[offCRC:]) {
+		return Frame{}, r.reject(ReasonBadCRC, seq)
+	}
+	payload := buf[HeaderSize:end]
+	if s := r.sess; s != nil {
+		nonce := s.setSeq(seq)
+		var err error
+		if s.encrypt {
+			payload, err = s.aead.Open(payload[:0], nonce, buf[HeaderSize:], buf[offVersion:HeaderSize])
+		} else {
+			_, err = s.aead.Open(buf[end:end], nonce, buf[end:], buf[offVersion:end])
+		}
+		if err != nil {
+			return Frame{}, r.reject(ReasonBadMAC, seq)
+		}
+	}
+	switch {
+	case seq < r.next:
+		return Frame{}, r.reject(ReasonReplay, seq)
+	case seq > r.next:
+		return Frame{}, r.reject(ReasonReorder, seq)
+	}
+	t := Type(hdr[offType])
+	switch {
+	case !t.valid():
+		return Frame{}, r.reject(ReasonBadType, seq)
+	case r.sess == nil && !t.handshake() && !r.plain, r.sess != nil && !t.session():
+		return Frame{}, r.reject(ReasonUnexpected, seq)
+	}
+	if Validate(t, payload) != nil {
+		return Frame{}, r.reject(ReasonMalformed, seq)
+	}
+	r.next++
+	return Frame{Type: t, Flags: flags, Seq: seq, Payload: payload}, nil
+}
+
+// flushAt is the buffered size past which Writer writes to the stream
+// without waiting for Flush.
+const flushAt = 256 << 10
+
+// Writer encodes frames onto a stream. Frames are buffered until Flush,
+// or until the buffer passes 256 KiB, so a caller batches small frames
+// into one write system call. It is not safe for concurrent use; one
+// goroutine writes a connection.
+type Writer struct {
+	w          io.Writer
+	buf        []byte
+	maxPayload int
+	seq        uint64
+	sess       *session
+	err        error
+}
+
+// NewWriter returns a Writer of frames onto w.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{w: w, buf: make([]byte, 0, 64<<10), maxPayload: MaxPayload}
+}
+
+// SetMaxPayload lowers the largest payload the Writer sends (the peer's
+// negotiated maximum). n is clamped to [1, MaxPayload].
+func (w *Writer) SetMaxPayload(n int) { w.maxPayload = min(max(n, 1), MaxPayload) }
+
+// NextSeq returns the sequence number the next frame will carry.
+func (w *Writer) NextSeq() uint64 { return w.seq }
+
+// Buffered returns the number of bytes waiting for Flush.
+func (w *Writer) Buffered() int { return len(w.buf) }
+
+// WriteFrame appends a frame of type t whose payload is head followed by
+// data, and returns its sequence number. Splitting the payload lets a
+// caller pass a message header from a stack array and a data block from
+// its own buffer without joining them first. Both are copied; the caller
+// may reuse them on return. WriteFrame does not check that the payload
+// parses for t.
+func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := len(head) + len(data)
+	if n > w.maxPayload {
+		return 0, fmt.Errorf("write %s frame: %d bytes: %w", t, n, ErrPayloadTooLarge)
+	}
+	size := HeaderSize + n
+	if w.sess != nil {
+		size += TagSize
+	}
+	if len(w.buf) > 0 && len(w.buf)+size > flushAt {
+		if err := w.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	start := len(w.buf)
+	if cap(w.buf)-start < size {
+		nb := make([]byte, start, max(start+size, 2*cap(w.buf)))
+		copy(nb, w.buf)
+		w.buf = nb
+	}
+	b := w.buf[start : start+size]
+	var flags uint16
+	if w.sess != nil {
+		flags = FlagMAC
+		if w.sess.encrypt {
+			flags |= FlagEncrypted
+		}
+	}
+	seq := w.seq
+	copy(b[offMagic:], Magic)
+	b[offVersion] = Version
+	b[offType] = byte(t)
+	be.PutUint16(b[offFlags:], flags)
+	be.PutUint32(b[offLength:], uint32(n))
+	be.PutUint64(b[offSeq:], seq)
+	copy(b[HeaderSize:], head)
+	copy(b[HeaderSize+len(head):], data)
+	end := HeaderSize + n
+	if s := w.sess; s != nil {
+		nonce := s.setSeq(seq)
+		if s.encrypt {
+			s.aead.Seal(b[HeaderSize:HeaderSize], nonce, b[HeaderSize:end], b[offVersion:HeaderSize])
+		} else {
+			s.aead.Seal(b[end:end], nonce, nil, b[offVersion:end])
+		}
+	}
+	be.PutUint32(b[offCRC:], crc32.Checksum(b[offVersion:end], castagnoli))
+	w.buf = w.buf[:start+size]
+	w.seq++
+	if len(w.buf) >= flushAt {
+		if err := w.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return seq, nil
+}
+
+// Flush writes every buffered frame to the stream. A write error breaks
+// the Writer: later calls return it.
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.w.Write(w.buf)
+	w.buf = w.buf[:0]
+	if err != nil {
+		w.err = fmt.Errorf("write frames: %w", err)
+	}
+	return w.err
+}
