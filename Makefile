@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps test vet lint fmt-check demo fuzz bench bench-aws clean generate generate-check bench-heartbeat
+.PHONY: all build deps test vet lint fmt-check demo fuzz bench bench-aws clean generate generate-check bench-heartbeat vmtest
 
 all: build
 
@@ -46,6 +46,7 @@ lint:
 # tests (as root; under CI=true they must not skip).
 test: deps fmt-check vet lint build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory vmtest
 
 demo: deps build
 	./scripts/demo.sh
@@ -80,3 +81,13 @@ clean:
 # BENCH_HEARTBEAT_FLAGS=-quick is a short run; -h lists the flags.
 bench-heartbeat: deps
 	$(GO) run ./internal/cmd/benchheartbeat $(BENCH_HEARTBEAT_FLAGS)
+
+# vmtest boots Debian's cloud kernel (bookworm, 6.1) in qemu and runs the
+# VM suites (vmtests/README.md): the eBPF dataplane and vigild's
+# integration tests on that kernel, vigild on a netem link, two VMs
+# heartbeating each other. KVM when it works, else TCG. It prints the boot
+# time and each suite's duration. VMTEST_FLAGS: -run REGEXP, suite names.
+vmtest: deps
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vigil-vmtest ./vmtests/cmd/vigil-vmtest
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vigil-vmexec ./vmtests/cmd/vigil-vmexec
+	$(BIN)/vigil-vmtest $(VMTEST_FLAGS)

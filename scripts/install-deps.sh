@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Vigil's demo and tests use, when missing.
+# make vmtest: qemu-system-x86 (and its qboot firmware), busybox-static for
+# the VMs' initramfs, cpio to check it; the kernel itself is fetched with
+# apt-get download into vmtests/.cache.
 set -euo pipefail
-pkgs=(iproute2 jq iputils-ping procps curl clang llvm libbpf-dev keepalived)
+pkgs=(iproute2 jq iputils-ping procps curl clang llvm libbpf-dev keepalived qemu-system-x86 busybox-static cpio)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

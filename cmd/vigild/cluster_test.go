@@ -185,6 +185,7 @@ func TestDaemonNPResolution(t *testing.T) {
 	// switch's port to node1 is the lost link. node2 hears nothing at all
 	// from node1, the "no replies" case.
 	t.Run("active's link lost", func(t *testing.T) {
+		bpftest.RequireTCX(t)
 		c := newTestCluster(t)
 		c.startBoth()
 		c.onlineOn(0, 0, 1)
