@@ -1,10 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -148,15 +148,18 @@ func (h *fakeHB) get() []byte {
 
 // cluster is a set of nodes on a fake network.
 type cluster struct {
-	t      *testing.T
-	w      *world
-	cfg    *config.Config
-	nodes  []*Node
-	hbs    []*fakeHB
-	cancel []context.CancelFunc
-	done   []chan error
-	mu     sync.Mutex
-	cut    map[[2]int]bool
+	// stopped ends the network; until then it runs even with no node yet
+	// (a test adds them after a slow start).
+	stopped bool
+	t       *testing.T
+	w       *world
+	cfg     *config.Config
+	nodes   []*Node
+	hbs     []*fakeHB
+	cancel  []context.CancelFunc
+	done    []chan error
+	mu      sync.Mutex
+	cut     map[[2]int]bool
 	// laneCut cuts one lane between two nodes: {a, b, lane}.
 	laneCut map[[3]int]bool
 	dead    map[int]bool
@@ -217,8 +220,26 @@ func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Quiet, but a failed test shows what its nodes logged.
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("node logs:\n%s", buf.String())
+			mu.Unlock()
+		}
+	})
+	return slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func newCluster(t *testing.T, text string) *cluster {
 	c := newEmptyCluster(t, text)
@@ -279,7 +300,7 @@ func (c *cluster) network() {
 	for {
 		time.Sleep(2 * time.Millisecond)
 		c.mu.Lock()
-		if c.nodes == nil {
+		if c.stopped {
 			c.mu.Unlock()
 			return
 		}
@@ -306,6 +327,7 @@ func (c *cluster) stop() {
 	c.mu.Lock()
 	nodes := c.nodes
 	c.nodes = nil
+	c.stopped = true
 	c.mu.Unlock()
 	for i, n := range nodes {
 		if n != nil && !c.dead[i] {
