@@ -120,9 +120,10 @@ func (e *Env) goBuild(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// BuildTest builds pkg's test binary at out.
+// BuildTest builds pkg's test binary at out, with the build tag vmtest
+// that the VM-only suites (vmtests/netem, vmtests/twovm) need.
 func (e *Env) BuildTest(ctx context.Context, pkg, out string) error {
-	return e.goBuild(ctx, "test", "-c", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	return e.goBuild(ctx, "test", "-c", "-tags", "vmtest", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
 }
 
 // BuildBinary builds the program pkg at out.
