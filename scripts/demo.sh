@@ -134,6 +134,9 @@ if routes | grep -qv '(node2)'; then echo "demo: a route table was not switched 
 vpc_route
 ip netns exec $nat ping -c 2 -W 1 10.1.0.20 | tail -n 2
 ctl node2 status --json | jq -r '.vips[]? | "VIP \(.address) on node2 (counted by TC in the kernel): \(.packets) packets, the first \(if .first_packet_after then "\(.first_packet_after / 1e6) ms" else "(none yet)" end) after it was bound"'
+if [ "$(ctl node2 status --json | jq '[.vips[]? | select(.packets == 0 or .first_packet_after == null)] | length')" != 0 ]; then
+	echo "demo: the kernel counted no packet to the VIP on node2 after the failover" >&2; exit 1
+fi
 
 say "restarting vigild on node1: it cleans the stale address and joins as standby"
 start node1 $n1

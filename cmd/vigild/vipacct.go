@@ -68,13 +68,15 @@ func (a *vipAccounting) arm(b vip.Binding) {
 // traffic reports every accounted VIP for status.
 func (a *vipAccounting) traffic() []api.VIPTraffic {
 	var out []api.VIPTraffic
-	for _, b := range a.bindings {
-		acc := a.byIface[b.Interface]
-		if acc == nil {
-			continue
+	perIface := map[string]map[netip.Addr]vipacct.VIPStats{}
+	for iface, acc := range a.byIface {
+		if stats, err := acc.Stats(); err == nil {
+			perIface[iface] = stats
 		}
-		stats, err := acc.Stats()
-		if err != nil {
+	}
+	for _, b := range a.bindings {
+		stats, ok := perIface[b.Interface]
+		if !ok {
 			continue
 		}
 		st := stats[b.Prefix.Addr()]
