@@ -50,6 +50,9 @@ func (n *Node) observe(o Observation) {
 		}
 	}
 	n.applyChanges(n.members.Tick(now))
+	// The last peer heard from ends the startup wait at once, so a node
+	// that shows its peers' groups also runs its service.
+	n.maybeFinishStartup(now)
 }
 
 // checkSelfStall notices that this node's own loop did not run for more
@@ -78,12 +81,18 @@ func (n *Node) tick() {
 		}
 	}
 	n.applyChanges(n.members.Tick(now))
+	n.maybeFinishStartup(now)
+	n.refreshMetrics()
+}
+
+// maybeFinishStartup ends the startup wait once every peer was heard from,
+// or the wait is over.
+func (n *Node) maybeFinishStartup(now time.Time) {
 	if n.service == ledger.ServiceStarting && !n.startupDone {
 		if n.allPeersSeen() || now.Sub(n.started) >= n.cfg.Cluster.StartupWait() {
 			n.finishStartup()
 		}
 	}
-	n.refreshMetrics()
 }
 
 func (n *Node) allPeersSeen() bool {
