@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/vigil-ha/vigil/control/config"
@@ -63,7 +64,11 @@ func (n *Node) checkSelfStall(now time.Time) {
 	timeout := n.cfg.Cluster.Heartbeat.Timeout()
 	if gap := now.Sub(n.lastRun); !n.lastRun.IsZero() && gap > timeout/2 {
 		n.members.Hold(now.Add(timeout))
-		n.log.Info("this node's daemon was stalled: judging peers on fresh probes only", "stalled_for", gap.Round(time.Millisecond))
+		level := slog.LevelDebug
+		if gap > timeout {
+			level = slog.LevelInfo // long enough to have lost every peer
+		}
+		n.log.Log(context.Background(), level, "this node's daemon was stalled: judging peers on fresh probes only", "stalled_for", gap.Round(time.Millisecond))
 	}
 	n.lastRun = now
 }
