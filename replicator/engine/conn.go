@@ -27,6 +27,8 @@ type conn struct {
 	pending map[uint64]chan uint32 // Write frame seq -> ack status
 	flushes map[uint64]chan uint32 // Flush id -> ack status
 
+	kick chan struct{} // wakes the async pump
+
 	once sync.Once
 	done chan struct{}
 	err  error
@@ -69,6 +71,7 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 		pending: make(map[uint64]chan uint32),
 		flushes: make(map[uint64]chan uint32),
 		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
 	err := c.establish(sb, role, dialer)
 	if err == nil && ctx.Err() != nil {
@@ -90,10 +93,18 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 	e.state = Connected
 	e.diverged = false
 	e.lastErr = ""
+	e.resetQueueLocked()
+	async := c.primary && e.cfg.Mode == AsyncMode
+	if async {
+		e.wg.Add(1)
+	}
 	e.wg.Add(2)
 	e.mu.Unlock()
 	go c.readLoop()
 	go c.pingLoop()
+	if async {
+		go c.pump()
+	}
 	return nil
 }
 
@@ -216,6 +227,7 @@ func (c *conn) fail(err error) {
 				}
 			}
 			e.cands = kept
+			e.resetQueueLocked()
 		}
 		e.mu.Unlock()
 		close(c.done)
@@ -270,6 +282,10 @@ func (c *conn) pingLoop() {
 		case <-c.done:
 			return
 		case <-t.C:
+			if c.ackOverdue() {
+				c.fail(fmt.Errorf("%w: no write ack within %v", ErrPeerLost, c.e.cfg.Timeout))
+				return
+			}
 			token++
 			var b [wire.PingSize]byte
 			p := wire.Ping{Token: token, SentAt: time.Now().UnixNano()}
@@ -308,6 +324,9 @@ func (c *conn) handle(f wire.Frame) error {
 			if err != nil {
 				return err
 			}
+			if c.e.cfg.Mode == AsyncMode {
+				return c.ackAsync(a)
+			}
 			c.ackWrites(a)
 			return nil
 		case wire.TypeFlushAck:
@@ -329,6 +348,8 @@ func (c *conn) handle(f wire.Frame) error {
 		switch f.Type {
 		case wire.TypeWrite:
 			return c.apply(f)
+		case wire.TypeResyncData:
+			return c.applyResync(f)
 		case wire.TypeFlush:
 			fl, err := wire.ParseFlush(f.Payload)
 			if err != nil {
@@ -400,4 +421,28 @@ func (c *conn) apply(f wire.Frame) error {
 	}
 	var b [wire.WriteAckSize]byte
 	return c.send(wire.TypeWriteAck, wire.WriteAck{From: f.Seq, To: f.Seq, Status: st}.Put(b[:]), nil, nil)
+}
+
+// applyResync applies one ResyncData of an async primary's catch-up
+// resync, in frame order; the Flush that follows acks it.
+func (c *conn) applyResync(f wire.Frame) error {
+	h, data, err := wire.ParseResyncData(f.Payload)
+	if err != nil {
+		return err
+	}
+	e := c.e
+	if h.Flags != wire.StatusOK {
+		return fmt.Errorf("mirror catch-up: source status %d at %d", h.Flags, h.Offset)
+	}
+	if h.Offset > e.size || uint64(len(data)) > e.size-h.Offset {
+		return fmt.Errorf("mirror catch-up: data at %d+%d beyond the volume", h.Offset, len(data))
+	}
+	if _, err := e.cfg.Data.WriteAt(data, int64(h.Offset)); err != nil {
+		return fmt.Errorf("mirror catch-up write: %w", err)
+	}
+	e.mu.Lock()
+	e.rsDone += uint64(len(data))
+	e.rsTotal = e.rsDone
+	e.mu.Unlock()
+	return nil
 }

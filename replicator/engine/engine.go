@@ -37,8 +37,38 @@
 // bitmaps and the session starts. Split brain and unrelated data are
 // reported (Close frame, StateSplitBrain) and nothing is merged.
 //
-// Not yet: async mode, writes during a resync (they wait for it), resync
-// rate limiting, a peer with a smaller maximum payload than a Write's size.
+// # Async mode
+//
+// With Config.Mode AsyncMode a primary's Write marks the bitmap as above,
+// copies the data into a FIFO queue to the peer and writes locally; it
+// completes when the local write is done (durable with FUA), without
+// waiting for the peer. One pump goroutine per connection sends the queue
+// in order; the peer applies and acks in frame order, and an ack makes
+// the region a clearing candidate as in sync mode. Queued and unacked
+// writes are bounded by MaxQueueWrites and MaxQueueBytes. A write that
+// would overflow is not blocked and not queued: the engine falls behind
+// (Status.Behind, Status.Fallbacks). While behind it queues nothing,
+// records and clears no candidates (an acked region may since have been
+// written unqueued), and tracks every write in the bitmap only. Once every
+// sent write is acked, the pump runs a catch-up resync inside the session:
+// with writes held (as during Connect's resync) it sends every dirty run
+// as ResyncData, then a Flush; on its FlushAck it clears the runs and
+// queueing resumes. Candidates are never cleared while a queued or
+// unacked write touches their region. Flush waits until every write
+// queued before it was acked, flushes end to end, clears, and, if the
+// engine is behind, waits for the catch-up. A lost peer drops the queue:
+// its regions are still dirty and the next Connect resyncs them; an ack
+// outstanding for Timeout breaks the connection.
+//
+// The secondary of an async primary lags: it holds a prefix of the
+// primary's writes while queueing works, and, while behind or during a
+// catch-up, an image that is not a point in the primary's history (it is
+// not marked inconsistent for that yet).
+//
+// Not yet: writes during a resync or catch-up (they wait for it), resync
+// rate limiting, a peer with a smaller maximum payload than a Write's
+// size, marking an async secondary inconsistent while it lags behind the
+// bitmap.
 package engine
 
 import (
@@ -156,6 +186,14 @@ type Config struct {
 	Timeout time.Duration
 	// GenID returns a fresh nonzero generation id; nil uses crypto/rand.
 	GenID func() uint64
+	// Mode is the primary's replication mode (default SyncMode).
+	Mode Mode
+	// MaxQueueBytes and MaxQueueWrites bound the async writes queued to
+	// or unacked by the peer (defaults DefaultMaxQueueBytes and
+	// DefaultMaxQueueWrites). A write that would exceed either falls back
+	// to the bitmap.
+	MaxQueueBytes  int64
+	MaxQueueWrites int
 }
 
 // Status is a mirror disk's state for `vigilctl mirror status`.
@@ -184,6 +222,20 @@ type Status struct {
 	ResyncSent uint64
 	// InFlight is the number of writes in progress.
 	InFlight int
+	// Mode is the replication mode.
+	Mode Mode
+	// QueuedWrites and QueuedBytes are the async writes queued to or
+	// unacked by the peer (the lag).
+	QueuedWrites int
+	QueuedBytes  uint64
+	// OldestUnacked is the age of the oldest queued or unacked async
+	// write, 0 when none.
+	OldestUnacked time.Duration
+	// Behind is set while an async primary tracks writes in the bitmap
+	// only, after its queue overflowed, until the catch-up resync.
+	Behind bool
+	// Fallbacks counts the overflows that made the engine fall behind.
+	Fallbacks uint64
 }
 
 type span struct{ off, end uint64 }
@@ -229,6 +281,17 @@ type Engine struct {
 	wg         sync.WaitGroup
 	flushIDSeq uint64
 	candSeq    uint64
+
+	// Async mode (under mu): aq is queued and not yet sent, unacked sent
+	// and not yet acked, both in write order.
+	aq        []*qitem
+	unacked   []*qitem
+	qWrites   int
+	qBytes    uint64
+	enqSeq    uint64 // writes ever queued
+	ackedSeq  uint64 // enqSeq of the last acked (or dropped) write
+	behind    bool
+	fallbacks uint64
 }
 
 // New returns an engine for the volume and metadata in cfg, standing
@@ -245,6 +308,15 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.GenID == nil {
 		cfg.GenID = randomID
+	}
+	if cfg.Mode > AsyncMode {
+		return nil, fmt.Errorf("mirror engine: unknown mode %d", cfg.Mode)
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if cfg.MaxQueueWrites <= 0 {
+		cfg.MaxQueueWrites = DefaultMaxQueueWrites
 	}
 	sb := cfg.Meta.Superblock()
 	e := &Engine{
@@ -291,6 +363,18 @@ func (e *Engine) Status() Status {
 		ResyncDone:  e.rsDone,
 		ResyncSent:  e.rsSent,
 		InFlight:    len(e.inflight),
+		Mode:        e.cfg.Mode,
+
+		QueuedWrites: e.qWrites,
+		QueuedBytes:  e.qBytes,
+		Behind:       e.behind,
+		Fallbacks:    e.fallbacks,
+	}
+	switch {
+	case len(e.unacked) > 0:
+		st.OldestUnacked = time.Since(e.unacked[0].at)
+	case len(e.aq) > 0:
+		st.OldestUnacked = time.Since(e.aq[0].at)
 	}
 	if e.size > 0 {
 		st.InSyncPercent = 100 * float64(e.size-dirty) / float64(e.size)

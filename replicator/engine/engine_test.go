@@ -39,6 +39,12 @@ type node struct {
 // newNode creates a node with a zero-filled volume and generations gens.
 func newNode(t testing.TB, role Role, idx uint8, gens meta.Generations) *node {
 	t.Helper()
+	return newNodeCfg(t, role, idx, gens, nil)
+}
+
+// newNodeCfg is newNode with tweak applied to the engine's Config.
+func newNodeCfg(t testing.TB, role Role, idx uint8, gens meta.Generations, tweak func(*Config)) *node {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "data")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -55,10 +61,14 @@ func newNode(t testing.TB, role Role, idx uint8, gens meta.Generations) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Config{
+	cfg := Config{
 		Role: role, Node: idx, ClusterKey: testKey, ConfigHash: [16]byte{1},
 		Data: f, Meta: st, PingInterval: 20 * time.Millisecond, Timeout: 2 * time.Second,
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

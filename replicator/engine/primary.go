@@ -57,6 +57,9 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 			return fmt.Errorf("mirror write: bitmap: %w", err)
 		}
 	}
+	if e.cfg.Mode == AsyncMode {
+		return e.writeAsync(c, s, data, fua)
+	}
 
 	var ack chan uint32
 	if c != nil {
@@ -123,10 +126,16 @@ func (e *Engine) writeDone(s span) {
 // addCandidate records that the write s was acked on c: its bits may be
 // cleared after the next end-to-end Flush.
 func (e *Engine) addCandidate(s span, c *conn) {
-	a := e.align(s.off, s.end-s.off)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cur != c || len(e.cands) >= maxCandidates {
+	e.addCandidateLocked(s, c)
+}
+
+// addCandidateLocked is addCandidate with e.mu held. An engine behind
+// (async fallback) records none.
+func (e *Engine) addCandidateLocked(s span, c *conn) {
+	a := e.align(s.off, s.end-s.off)
+	if e.cur != c || e.behind || len(e.cands) >= maxCandidates {
 		return
 	}
 	if n := len(e.cands); n > 0 && e.cands[n-1].s == a && e.cands[n-1].c == c {
@@ -148,7 +157,14 @@ func (e *Engine) dropCandidates(s span) {
 // Flush makes every write completed before it durable on both sides. It
 // then clears the bits of regions whose writes both sides now hold durably
 // and that no write in flight touches.
+//
+// In async mode it waits until every write queued before it was acked,
+// then flushes end to end; if the engine fell back to the bitmap, it also
+// waits for the catch-up resync. A lost peer ends the wait without error.
 func (e *Engine) Flush(ctx context.Context) error {
+	if e.cfg.Mode == AsyncMode {
+		return e.flushAsync(ctx)
+	}
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	e.mu.Lock()
@@ -206,15 +222,17 @@ func (e *Engine) Flush(ctx context.Context) error {
 func (e *Engine) clearCandidates(c *conn, upto uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cur != c {
+	if e.cur != c || e.behind {
 		return
 	}
+	queued := e.queuedBitsLocked()
 	e.cands = slices.DeleteFunc(e.cands, func(k candidate) bool {
 		if k.id > upto {
 			return false
 		}
-		// An overlapping write in flight adds its own candidate.
-		if k.c == c && !slices.ContainsFunc(e.inflight, k.s.overlaps) {
+		// An overlapping write in flight (or an async write queued or
+		// unacked) adds its own candidate.
+		if k.c == c && !slices.ContainsFunc(e.inflight, k.s.overlaps) && (queued == nil || !e.overlapsBits(queued, k.s)) {
 			e.bm.Clear(k.s.off, k.s.end-k.s.off)
 		}
 		return true

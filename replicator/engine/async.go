@@ -1,0 +1,426 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vigil-ha/vigil/replicator/wire"
+)
+
+// Mode is the replication mode of a primary.
+type Mode uint8
+
+// Replication modes.
+const (
+	// SyncMode completes a write when both sides hold it (DRBD protocol C).
+	SyncMode Mode = iota
+	// AsyncMode completes a write when the local write is done and queues
+	// it to the peer in order (DRBD protocol A), within a bounded queue.
+	AsyncMode
+)
+
+// String returns the mode's name.
+func (m Mode) String() string {
+	if m == AsyncMode {
+		return "async"
+	}
+	return "sync"
+}
+
+// Default bounds of the async queue.
+const (
+	DefaultMaxQueueBytes  = 64 << 20
+	DefaultMaxQueueWrites = 4096
+)
+
+// qitem is one async write queued to, or sent to and not yet acked by,
+// the peer.
+type qitem struct {
+	s      span
+	data   []byte
+	fua    bool
+	idx    uint64    // enqueue order, from 1
+	at     time.Time // enqueued
+	seq    uint64    // Write frame sequence number, once sent
+	sentAt time.Time
+}
+
+// enqueueLocked queues a copy of an async write to c, or, if the queue
+// would overflow (or the engine is already behind), falls back to the
+// bitmap: the region is already marked dirty and the catch-up resync will
+// copy it. Caller holds e.mu.
+func (e *Engine) enqueueLocked(c *conn, s span, data []byte, fua bool) {
+	if e.cur != c || !c.primary {
+		// The peer was lost, or this node was promoted on a connection
+		// it began as secondary (no pump): the region stays dirty for
+		// the next connect's resync.
+		return
+	}
+	n := uint64(len(data))
+	if e.behind || e.qWrites+1 > e.cfg.MaxQueueWrites || e.qBytes+n > uint64(e.cfg.MaxQueueBytes) {
+		e.fallBackLocked()
+		return
+	}
+	e.enqSeq++
+	it := &qitem{s: s, data: slices.Clone(data), fua: fua, idx: e.enqSeq, at: time.Now()}
+	e.aq = append(e.aq, it)
+	e.qWrites++
+	e.qBytes += n
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// fallBackLocked switches to bitmap tracking until the catch-up resync:
+// no more writes are queued and no bit is cleared, because an acked region
+// may since have been written without being queued. Caller holds e.mu.
+func (e *Engine) fallBackLocked() {
+	if !e.behind {
+		e.behind = true
+		e.fallbacks++
+	}
+	e.cands = nil
+}
+
+// resetQueueLocked forgets the queue when the connection ends: every
+// queued or unacked region is still dirty. Caller holds e.mu.
+func (e *Engine) resetQueueLocked() {
+	e.aq, e.unacked = nil, nil
+	e.qWrites, e.qBytes = 0, 0
+	e.ackedSeq = e.enqSeq
+	e.behind = false
+	e.cond.Broadcast()
+}
+
+// pump sends the async queue in order and runs the catch-up resync once
+// the engine is behind and every sent write was acked.
+func (c *conn) pump() {
+	e := c.e
+	defer e.wg.Done()
+	var hb [wire.WriteHeaderSize]byte
+	for {
+		e.mu.Lock()
+		if e.cur != c {
+			e.mu.Unlock()
+			return
+		}
+		if len(e.aq) > 0 {
+			it := e.aq[0] // only the pump takes items off aq
+			e.mu.Unlock()
+			var flags uint32
+			if it.fua {
+				flags = wire.WriteFUA
+			}
+			h := wire.WriteHeader{Offset: it.s.off, Length: uint32(len(it.data)), Flags: flags}
+			err := c.send(wire.TypeWrite, h.Put(hb[:]), it.data, func(sq uint64) {
+				// Move it from aq to unacked at once, so clearing never
+				// misses it.
+				e.mu.Lock()
+				if e.cur == c && len(e.aq) > 0 && e.aq[0] == it {
+					e.aq[0] = nil
+					e.aq = e.aq[1:]
+					it.seq, it.sentAt = sq, time.Now()
+					e.unacked = append(e.unacked, it)
+				}
+				e.mu.Unlock()
+			})
+			if err != nil {
+				c.fail(err)
+				return
+			}
+			continue
+		}
+		catchUp := e.behind && len(e.unacked) == 0
+		e.mu.Unlock()
+		if catchUp {
+			c.catchUp()
+			continue
+		}
+		select {
+		case <-c.kick:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// ackAsync retires the async writes a WriteAck covers (the peer acks in
+// frame order) and makes their regions candidates for clearing.
+func (c *conn) ackAsync(a wire.WriteAck) error {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur != c {
+		return nil
+	}
+	if a.Status != wire.StatusOK {
+		return fmt.Errorf("%w: peer write status %d", ErrPeerLost, a.Status)
+	}
+	for len(e.unacked) > 0 && e.unacked[0].seq <= a.To {
+		it := e.unacked[0]
+		e.unacked[0] = nil
+		e.unacked = e.unacked[1:]
+		e.qWrites--
+		e.qBytes -= uint64(len(it.data))
+		e.ackedSeq = it.idx
+		e.addCandidateLocked(it.s, c)
+	}
+	if len(e.unacked) == 0 {
+		e.cond.Broadcast()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// ackOverdue reports an async write sent longer than Timeout ago and not
+// acked.
+func (c *conn) ackOverdue() bool {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cur == c && len(e.unacked) > 0 && time.Since(e.unacked[0].sentAt) > e.cfg.Timeout
+}
+
+// catchUp is the in-session differential resync after a fallback: with
+// writes held and the queue drained, it sends every dirty run as
+// ResyncData, then a Flush, and clears the runs once the peer acked it.
+func (c *conn) catchUp() {
+	e := c.e
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	e.mu.Lock()
+	if e.cur != c || !e.behind || len(e.aq) > 0 || len(e.unacked) > 0 {
+		e.mu.Unlock()
+		return
+	}
+	e.state = Resyncing
+	e.flushIDSeq++
+	id := e.flushIDSeq
+	e.mu.Unlock()
+
+	var runs []span
+	var total uint64
+	e.bm.Runs(func(off, n uint64) bool {
+		runs = append(runs, span{off, off + n})
+		total += n
+		return true
+	})
+	e.mu.Lock()
+	e.rsTotal, e.rsDone = total, 0
+	e.mu.Unlock()
+	chunk := min(c.maxData, wire.MaxData)
+	buf := make([]byte, chunk)
+	var hb [wire.WriteHeaderSize]byte
+	for _, r := range runs {
+		for off := r.off; off < r.end; {
+			n := min(uint64(chunk), r.end-off)
+			data := buf[:n]
+			if _, err := e.cfg.Data.ReadAt(data, int64(off)); err != nil {
+				c.fail(fmt.Errorf("mirror catch-up read at %d: %w", off, err))
+				return
+			}
+			h := wire.WriteHeader{Offset: off, Length: uint32(n), Flags: wire.StatusOK}
+			if err := c.send(wire.TypeResyncData, h.Put(hb[:]), data, nil); err != nil {
+				c.fail(err)
+				return
+			}
+			off += n
+			e.mu.Lock()
+			e.rsDone += n
+			e.rsSent += n
+			e.mu.Unlock()
+		}
+	}
+	ch := make(chan uint32, 1)
+	var fb [wire.FlushSize]byte
+	err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(fb[:]), nil, func(uint64) {
+		c.mu.Lock()
+		c.flushes[id] = ch
+		c.mu.Unlock()
+	})
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	st, ok, _ := c.wait(context.Background(), ch, "catch-up flush ack")
+	if !ok {
+		return
+	}
+	if st != wire.StatusOK {
+		c.fail(fmt.Errorf("%w: peer flush status %d", ErrPeerLost, st))
+		return
+	}
+	for _, r := range runs {
+		e.bm.Clear(r.off, r.end-r.off)
+	}
+	werr := e.bm.WriteBack()
+	e.mu.Lock()
+	if e.cur == c {
+		e.behind = false
+		e.state = Connected
+		if werr != nil {
+			e.lastErr = werr.Error()
+		}
+	}
+	e.cond.Broadcast()
+	e.mu.Unlock()
+}
+
+// writeAsync is Write in async mode once the region is in flight and
+// marked dirty: queue the write to c (or fall back to the bitmap), then
+// write locally.
+func (e *Engine) writeAsync(c *conn, s span, data []byte, fua bool) error {
+	if c != nil {
+		e.mu.Lock()
+		e.enqueueLocked(c, s, data, fua)
+		e.mu.Unlock()
+	}
+	_, werr := e.cfg.Data.WriteAt(data, int64(s.off))
+	if werr == nil && fua {
+		werr = e.cfg.Data.Sync()
+	}
+	if werr != nil {
+		// The peer may get data we failed to write: keep everything dirty
+		// and let the catch-up copy our side.
+		e.mu.Lock()
+		if c != nil && e.cur == c {
+			e.fallBackLocked()
+		}
+		e.mu.Unlock()
+		e.dropCandidates(s)
+		return fmt.Errorf("mirror write at %d: %w", s.off, werr)
+	}
+	return nil
+}
+
+// flushAsync is Flush in async mode: local sync, wait until every write
+// queued before it is acked, an end-to-end Flush, clearing; then, if the
+// engine fell back to the bitmap, wait for the catch-up resync.
+func (e *Engine) flushAsync(ctx context.Context) error {
+	c, err := e.flushQueued(ctx)
+	if err != nil || c == nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		e.cond.Broadcast()
+		e.mu.Unlock()
+	})
+	defer stop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for e.cur == c && e.behind && ctx.Err() == nil {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		e.cond.Wait()
+	}
+	return ctx.Err()
+}
+
+func (e *Engine) flushQueued(ctx context.Context) (*conn, error) {
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if e.role != Primary {
+		e.mu.Unlock()
+		return nil, ErrNotPrimary
+	}
+	c := e.cur
+	target := e.enqSeq
+	e.flushIDSeq++
+	id := e.flushIDSeq
+	e.mu.Unlock()
+
+	if err := e.cfg.Data.Sync(); err != nil {
+		return nil, fmt.Errorf("mirror flush: %w", err)
+	}
+	if c == nil {
+		return nil, nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		e.cond.Broadcast()
+		e.mu.Unlock()
+	})
+	defer stop()
+	e.mu.Lock()
+	for e.cur == c && e.ackedSeq < target && ctx.Err() == nil {
+		e.cond.Wait()
+	}
+	lost := e.cur != c
+	upto := e.candSeq
+	e.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if lost {
+		return nil, nil
+	}
+
+	ch := make(chan uint32, 1)
+	var b [wire.FlushSize]byte
+	err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(b[:]), nil, func(uint64) {
+		c.mu.Lock()
+		c.flushes[id] = ch
+		c.mu.Unlock()
+	})
+	if err != nil {
+		c.fail(err)
+		return nil, nil
+	}
+	st, ok, err := c.wait(ctx, ch, "flush ack")
+	if err != nil {
+		c.mu.Lock()
+		delete(c.flushes, id)
+		c.mu.Unlock()
+		return nil, err
+	}
+	if !ok {
+		return nil, nil
+	}
+	if st != wire.StatusOK {
+		c.fail(fmt.Errorf("%w: peer flush status %d", ErrPeerLost, st))
+		return nil, nil
+	}
+	e.clearCandidates(c, upto)
+	return c, nil
+}
+
+// queuedBitsLocked returns the bitmap bits touched by queued or unacked
+// async writes, or nil if there are none. Caller holds e.mu.
+func (e *Engine) queuedBitsLocked() map[uint64]struct{} {
+	if len(e.aq) == 0 && len(e.unacked) == 0 {
+		return nil
+	}
+	m := make(map[uint64]struct{})
+	for _, q := range [][]*qitem{e.unacked, e.aq} {
+		for _, it := range q {
+			for b := it.s.off / e.gran; b*e.gran < it.s.end; b++ {
+				m[b] = struct{}{}
+			}
+		}
+	}
+	return m
+}
+
+// overlapsBits reports whether the aligned span s touches a bit in m.
+func (e *Engine) overlapsBits(m map[uint64]struct{}, s span) bool {
+	for b := s.off / e.gran; b*e.gran < s.end; b++ {
+		if _, ok := m[b]; ok {
+			return true
+		}
+	}
+	return false
+}
