@@ -188,6 +188,7 @@ func (s *Server) handler() http.Handler {
 		func(ctx context.Context, r *http.Request, _ string) error {
 			return s.b.MonitorResume(ctx, r.PathValue("name"))
 		}))
+	s.mirrorRoutes(route)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s", r.URL.Path))
 	})

@@ -61,6 +61,8 @@ type Status struct {
 	// VIPs is the traffic each VIP of this node received, counted in the
 	// kernel (empty without eBPF).
 	VIPs []VIPTraffic `json:"vips,omitempty"`
+	// Mirrors are the node's mirror disks.
+	Mirrors []Mirror `json:"mirrors,omitempty"`
 	// LastFailover is the timeline of the most recent failover this node
 	// took part in, or nil.
 	LastFailover *Timeline `json:"last_failover,omitempty"`

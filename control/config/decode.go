@@ -254,6 +254,14 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		return
 	}
 	switch v.Kind() {
+	case reflect.Pointer:
+		if v.Type().Elem().Kind() != reflect.Struct {
+			d.fail(n, path, "internal error: cannot decode into %s", v.Type())
+			return
+		}
+		p := reflect.New(v.Type().Elem())
+		d.value(n, path, p.Elem())
+		v.Set(p)
 	case reflect.Struct:
 		entries, ok := d.entries(n, path)
 		if !ok {

@@ -38,6 +38,17 @@ const (
 	MirrorAsync = "async"
 )
 
+// Mirror disk frontends (MirrorDisk.Frontend) and defaults.
+const (
+	FrontendAuto = "auto"
+	FrontendNBD  = "nbd"
+	FrontendNone = "none"
+
+	DefaultMirrorPort      = 29051
+	DefaultMirrorTimeoutMS = 5000
+	DefaultMirrorFSType    = "ext4"
+)
+
 // What a failed AWS call means to an aws_az monitor (AWSAZMonitor.OnAPIFailure).
 const (
 	OnAPIFailureWarning = "warning"
@@ -67,6 +78,8 @@ var monitorTimings = map[string][2]int{
 	MonitorAWSVIP: {15000, 10000},
 	MonitorAWSEIP: {15000, 10000},
 	MonitorAWSDNS: {15000, 10000},
+	// The engine's state is in memory: checking it is free.
+	MonitorMirrorDisk: {5000, 5000},
 }
 
 // applyDefaults fills in every key the file leaves out (or sets to null).
@@ -131,7 +144,12 @@ func (d *decoder) applyDefaults(c *Config) {
 					r.AWSDNS.CheckResolution = true
 				}
 			case r.MirrorDisk != nil:
-				defStr(p+".mode", &r.MirrorDisk.Mode, MirrorSync)
+				md := r.MirrorDisk
+				defStr(p+".mode", &md.Mode, MirrorSync)
+				def(p+".port", &md.Port, DefaultMirrorPort)
+				defStr(p+".frontend", &md.Frontend, FrontendAuto)
+				defStr(p+".fs_type", &md.FSType, DefaultMirrorFSType)
+				def(p+".timeout_ms", &md.TimeoutMS, DefaultMirrorTimeoutMS)
 			case r.FloatingIP != nil:
 				if !d.has(p + ".gratuitous_arp") {
 					r.FloatingIP.GratuitousARP = true

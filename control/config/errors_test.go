@@ -335,6 +335,23 @@ func TestParseErrors(t *testing.T) {
 			e(10, "groups[0].resources[0].cluster_partition", "on server n1 the cluster partition is the data partition (/dev/xvdb1)"),
 			e(11, "groups[0].resources[0].mode", `"semi-sync" is not one of sync, async`),
 		}},
+		{"mirror disk options", "cluster: {name: c, key_file: k}\nservers: [{name: n1, interconnects: {lan1: 198.18.0.1}}, {name: n2, interconnects: {lan1: 198.18.0.2}}]\nlanes: [{name: lan1, mirror: true}]\n" + `groups:
+  - name: g
+    resources:
+      - {name: md1, type: mirror_disk, data_partition: /d1, cluster_partition: /c1, port: 29051, frontend: none, mount_point: /mnt, fs_type: btrfs}
+      - {name: md2, type: mirror_disk, data_partition: /d2, cluster_partition: /c2, port: 29051, mkfs: true, timeout_ms: 0, resync_rate_mbps: -1}
+      - {name: md3, type: mirror_disk, data_partition: /d3, cluster_partition: /c3, port: 70000, tls: {cert: c.pem, ca: /ca.pem}}
+`, []wantErr{
+			e(7, "groups[0].resources[0].fs_type", `"btrfs" is not one of ext4, xfs`),
+			e(7, "groups[0].resources[0].mount_point", "needs a frontend to mount; frontend is none"),
+			e(8, "groups[0].resources[1].port", "29051 is already the port of mirror disk md1"),
+			e(8, "groups[0].resources[1].mkfs", "needs a mount_point"),
+			e(8, "groups[0].resources[1].timeout_ms", "must be greater than 0, not 0"),
+			e(8, "groups[0].resources[1].resync_rate_mbps", "must not be negative, not -1"),
+			e(9, "groups[0].resources[2].port", "70000 is not a TCP port"),
+			e(9, "groups[0].resources[2].tls.cert", `"c.pem" is not an absolute path`),
+			e(9, "groups[0].resources[2].tls.key", "required"),
+		}},
 		{"monitor interval 0 and negative retry", base + "monitors:\n  - {name: m, type: tcp, address: \"a:1\", interval_ms: 0, retry: -1}\n",
 			[]wantErr{e(8, "monitors[0].interval_ms", "must be greater than 0, not 0"), e(8, "monitors[0].retry", "must not be negative, not -1")}},
 		{"unknown timing", base + "monitors:\n  - {name: m, type: tcp, address: \"a:1\", timing: sometimes}\n",

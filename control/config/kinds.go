@@ -42,6 +42,8 @@ var automaticMonitors = map[string]string{
 	MonitorAWSVIP: KindAWSVIP,
 	MonitorAWSEIP: KindAWSEIP,
 	MonitorAWSDNS: KindAWSDNS,
+	// The guides' mirror disk monitor (mdw).
+	MonitorMirrorDisk: KindMirrorDisk,
 }
 
 // kindNames returns the sorted names of a kind table.

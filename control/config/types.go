@@ -303,6 +303,45 @@ type MirrorDisk struct {
 	ClusterPartition string `yaml:"cluster_partition"`
 	// Mode is "sync" or "async".
 	Mode string `yaml:"mode"`
+	// Port is the TCP port of the mirror connect on the mirror lane
+	// (default 29051); each mirror disk has its own.
+	Port int `yaml:"port"`
+	// Frontend is how the active node exposes the disk: "nbd" (a
+	// /dev/nbdN block device), "none" (replicated but not exposed), or
+	// "auto" (the default: nbd where the kernel has it, else none, said
+	// in status).
+	Frontend string `yaml:"frontend"`
+	// MountPoint, if set, is where the active node mounts the exposed
+	// disk; FSType is its filesystem (default ext4).
+	MountPoint string `yaml:"mount_point"`
+	FSType     string `yaml:"fs_type"`
+	// Mkfs makes a filesystem of FSType on a disk that holds none yet,
+	// the first time it is mounted (the guides' initial mkfs).
+	Mkfs bool `yaml:"mkfs"`
+	// TimeoutMS breaks the mirror connect when the peer sends nothing,
+	// leaves a write unacked or blocks a send this long (default 5000,
+	// like DRBD's ping-timeout × ko-count); in sync mode the primary then
+	// goes on alone and tracks dirty regions.
+	TimeoutMS int `yaml:"timeout_ms"`
+	// ResyncRateMBps limits resync and verify traffic, in MB/s (0, the
+	// default: unlimited). Application writes are never limited.
+	ResyncRateMBps int `yaml:"resync_rate_mbps"`
+	// Compress compresses replicated data on the wire (s2) when both
+	// nodes have it on and it saves space.
+	Compress bool `yaml:"compress"`
+	// TLS, if set, runs the mirror connect inside mutually authenticated
+	// TLS 1.3; the cluster-key handshake still runs inside it.
+	TLS *MirrorTLS `yaml:"tls"`
+}
+
+// MirrorTLS names the PEM files of a mirror connect's TLS.
+type MirrorTLS struct {
+	// Cert and Key are this node's certificate and key: the same paths
+	// on every node, each holding its own node's files.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// CA is the cluster CA both nodes' certificates are signed by.
+	CA string `yaml:"ca"`
 }
 
 // Monitor kinds.
@@ -314,6 +353,9 @@ const (
 	MonitorAWSVIP = "aws_vip"
 	MonitorAWSEIP = "aws_eip"
 	MonitorAWSDNS = "aws_dns"
+	// MonitorMirrorDisk watches a mirror disk on both nodes (the guides'
+	// mdw); added automatically with the resource.
+	MonitorMirrorDisk = "mirror_disk"
 )
 
 // Monitor timings.

@@ -15,6 +15,8 @@ type validator struct {
 	// names holds the group and resource names, one namespace, with the
 	// path that declares each.
 	names map[string]decl
+	// mirrorPorts holds the mirror disks' ports, with the disk of each.
+	mirrorPorts map[int]string
 }
 
 // decl is where a name was declared.
@@ -392,7 +394,39 @@ func (v *validator) resource(g *Group, p string, r *Resource, idx map[string]int
 				v.errorf(p+".cluster_partition", "on server %s the cluster partition is the data partition (%s)", s, md.DataPartition)
 			}
 		}
-		v.check(p+".mode", oneOf(r.MirrorDisk.Mode, MirrorSync, MirrorAsync))
+		md := r.MirrorDisk
+		v.check(p+".mode", oneOf(md.Mode, MirrorSync, MirrorAsync))
+		v.check(p+".frontend", oneOf(md.Frontend, FrontendAuto, FrontendNBD, FrontendNone))
+		v.check(p+".fs_type", oneOf(md.FSType, "ext4", "xfs"))
+		if md.Port < 1 || md.Port > 65535 {
+			v.check(p+".port", fmt.Sprintf("%d is not a TCP port", md.Port))
+		} else if md.Port == c.Cluster.Heartbeat.Port {
+			v.check(p+".port", fmt.Sprintf("%d is the heartbeat's port", md.Port))
+		} else if other, dup := v.mirrorPorts[md.Port]; dup {
+			v.check(p+".port", fmt.Sprintf("%d is already the port of mirror disk %s", md.Port, other))
+		} else {
+			if v.mirrorPorts == nil {
+				v.mirrorPorts = map[int]string{}
+			}
+			v.mirrorPorts[md.Port] = r.Name
+		}
+		if md.MountPoint != "" {
+			v.check(p+".mount_point", checkAbsPath(md.MountPoint))
+			if md.Frontend == FrontendNone {
+				v.check(p+".mount_point", "needs a frontend to mount; frontend is none")
+			}
+		} else if md.Mkfs {
+			v.check(p+".mkfs", "needs a mount_point")
+		}
+		v.positive(p+".timeout_ms", md.TimeoutMS)
+		v.notNegative(p+".resync_rate_mbps", md.ResyncRateMBps)
+		if md.TLS != nil {
+			for _, f := range []struct{ key, path string }{{"cert", md.TLS.Cert}, {"key", md.TLS.Key}, {"ca", md.TLS.CA}} {
+				if v.required(p+".tls."+f.key, f.path == "") {
+					v.check(p+".tls."+f.key, checkAbsPath(f.path))
+				}
+			}
+		}
 		if !slices.ContainsFunc(c.Lanes, func(l Lane) bool { return l.Mirror }) {
 			v.errorf(p+".type", "a mirror_disk needs a lane with mirror: true")
 		}
@@ -588,7 +622,8 @@ func (v *validator) addresses(p string, m *Monitor, ps perServer) {
 }
 
 // AutomaticMonitorSuffix makes the name of the monitor added with an aws_vip,
-// aws_eip or aws_dns resource: resource awsvip1 gets monitor awsvip1-mon.
+// aws_eip, aws_dns or mirror_disk resource: resource awsvip1 gets monitor
+// awsvip1-mon.
 const AutomaticMonitorSuffix = "-mon"
 
 // addAutomaticMonitors appends the monitor each aws_vip, aws_eip and aws_dns
@@ -615,6 +650,17 @@ func (v *validator) addAutomaticMonitors() {
 				continue
 			}
 			t := monitorTimings[mk]
+			if mk == MonitorMirrorDisk {
+				// Like the guides' mdw: it watches the disk on every
+				// node, primary or secondary, and reports; a failover
+				// would not mend a split brain or a lost peer.
+				c.Monitors = append(c.Monitors, Monitor{
+					Name: name, Type: mk, IntervalMS: t[0], TimeoutMS: t[1],
+					Timing: TimingAlways, Resource: r.Name,
+					Recovery: Recovery{Target: r.Name, FinalAction: ActionNone},
+				})
+				continue
+			}
 			c.Monitors = append(c.Monitors, Monitor{
 				Name:       name,
 				Type:       mk,
