@@ -26,7 +26,9 @@ type Call struct {
 	Start    time.Time     // when the first attempt began
 	Latency  time.Duration // from the first attempt to the final answer
 	Attempts int           // attempts made, retries included
-	Err      error         // nil on success
+	// Throttles counts the attempts AWS refused with a throttling code.
+	Throttles int
+	Err       error // nil on success
 }
 
 // Options configure a Client.

@@ -2,8 +2,11 @@ package awsops
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
+
+	"github.com/aws/smithy-go"
 )
 
 // Backoff bounds between the attempts of one call.
@@ -27,7 +30,7 @@ type runner struct {
 // retryable, or ctx ends. The error is an *Error.
 func (r runner) call(ctx context.Context, service, action, target string, attempt func(context.Context) error) error {
 	start := time.Now()
-	attempts := 0
+	attempts, throttles := 0, 0
 	var last error
 	for {
 		if ctx.Err() != nil {
@@ -39,16 +42,20 @@ func (r runner) call(ctx context.Context, service, action, target string, attemp
 		timedOut := actx.Err() != nil // before cancel, which sets it too
 		cancel()
 		if err == nil {
-			r.report(ctx, service, action, target, start, attempts, nil)
+			r.report(ctx, service, action, target, start, attempts, throttles, nil)
 			return nil
 		}
 		last = err
+		var ae smithy.APIError
+		if errors.As(err, &ae) && throttleCodes[ae.ErrorCode()] {
+			throttles++
+		}
 		if ctx.Err() != nil {
 			break
 		}
 		if !timedOut && !r.retryable(err) {
 			e := awsError(ctx, action, target, err)
-			r.report(ctx, service, action, target, start, attempts, e)
+			r.report(ctx, service, action, target, start, attempts, throttles, e)
 			return e
 		}
 		if !sleep(ctx, backoff(attempts)) {
@@ -56,7 +63,7 @@ func (r runner) call(ctx context.Context, service, action, target string, attemp
 		}
 	}
 	e := ctxError(ctx, action, target, last)
-	r.report(ctx, service, action, target, start, attempts, e)
+	r.report(ctx, service, action, target, start, attempts, throttles, e)
 	return e
 }
 
@@ -74,18 +81,19 @@ func (r runner) timeout() time.Duration {
 	return DefaultCallTimeout
 }
 
-func (r runner) report(ctx context.Context, service, action, target string, start time.Time, attempts int, err *Error) {
+func (r runner) report(ctx context.Context, service, action, target string, start time.Time, attempts, throttles int, err *Error) {
 	fromCtx := observerFrom(ctx)
 	if r.observe == nil && fromCtx == nil {
 		return
 	}
 	c := Call{
-		Service:  service,
-		Action:   action,
-		Target:   target,
-		Start:    start,
-		Latency:  time.Since(start),
-		Attempts: attempts,
+		Service:   service,
+		Action:    action,
+		Target:    target,
+		Start:     start,
+		Latency:   time.Since(start),
+		Attempts:  attempts,
+		Throttles: throttles,
 	}
 	if err != nil {
 		c.Err = err

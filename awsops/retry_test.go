@@ -77,8 +77,8 @@ func TestRunnerRetriesThrottlingThenSucceeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(calls) != 1 || calls[0].Attempts != 4 || calls[0].Err != nil || calls[0].Target != "rtb-1" {
-		t.Fatalf("observed %+v, want one call of 4 attempts", calls)
+	if len(calls) != 1 || calls[0].Attempts != 4 || calls[0].Throttles != 3 || calls[0].Err != nil || calls[0].Target != "rtb-1" {
+		t.Fatalf("observed %+v, want one call of 4 attempts, 3 throttled", calls)
 	}
 }
 

@@ -132,9 +132,10 @@ func TestPointVIPRoutesThrottled(t *testing.T) {
 			t.Errorf("%s targets %q", tb, got)
 		}
 	}
-	attempts := 0
+	attempts, throttles := 0, 0
 	for _, c := range e.observed("ReplaceRoute") {
 		attempts += c.Attempts
+		throttles += c.Throttles
 	}
 	throttled := 0
 	for _, r := range e.emuCalls("ReplaceRoute") {
@@ -142,9 +143,9 @@ func TestPointVIPRoutesThrottled(t *testing.T) {
 			throttled++
 		}
 	}
-	if throttled != 3 || attempts != 6 || len(e.emuCalls("ReplaceRoute")) != 6 {
-		t.Fatalf("throttled %d, attempts observed %d, calls %d; want 3, 6, 6",
-			throttled, attempts, len(e.emuCalls("ReplaceRoute")))
+	if throttled != 3 || throttles != 3 || attempts != 6 || len(e.emuCalls("ReplaceRoute")) != 6 {
+		t.Fatalf("throttled %d, throttles observed %d, attempts observed %d, calls %d; want 3, 3, 6, 6",
+			throttled, throttles, attempts, len(e.emuCalls("ReplaceRoute")))
 	}
 }
 

@@ -50,6 +50,21 @@ var (
 	// awsCallBuckets spans a same-region API call (~10ms) to a call retried
 	// until a resource's timeout (30s).
 	awsCallBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+	// monitorCheckBuckets spans a ping on the same link (~100µs) to a
+	// script that runs into a long timeout (a minute).
+	monitorCheckBuckets = []float64{100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10, 30, 60}
+)
+
+// The bounded values of some labels, exposed at 0 from the start so that
+// rate() and alerts see a series before its first event.
+var (
+	// heartbeatModes are the values of vigil_heartbeat_mode's mode label.
+	heartbeatModes = []string{"ebpf", "userspace"}
+	// peerLostCauses are the values of vigil_peer_lost_total's cause label.
+	peerLostCauses = []string{"no_replies", "daemon_dead", "daemon_stalled", "config_mismatch"}
+	// checkResults are the values of vigil_monitor_checks_total's result
+	// label.
+	checkResults = []string{"ok", "warning", "error"}
 )
 
 // Metrics owns a registry with the Go and process collectors and every
@@ -75,10 +90,18 @@ type Metrics struct {
 	failovers       *prometheus.CounterVec
 	awsCalls        *prometheus.HistogramVec
 	awsAttempts     *prometheus.CounterVec
+	awsRetries      *prometheus.CounterVec
+	awsThrottles    *prometheus.CounterVec
 	monitorCode     *prometheus.GaugeVec
-	heartbeatMode   *prometheus.GaugeVec
+	monitorChecks   *prometheus.CounterVec
+	monitorCheckDur *prometheus.HistogramVec
+	heartbeatMode   *oneHot
+	hbFallback      prometheus.Gauge
 	peerLost        *prometheus.CounterVec
 	peerStalled     *prometheus.GaugeVec
+	mirrorWrites    *prometheus.HistogramVec
+	// mirrorObs caches each disk's write histogram, by disk name.
+	mirrorObs sync.Map
 
 	configMu   sync.Mutex
 	configInfo *prometheus.GaugeVec
@@ -119,12 +142,12 @@ func New(cluster, server string) *Metrics {
 		Name:        "vigil_service_state",
 		Help:        "The node's cluster service state: 1 for the current state, 0 for the others.",
 		ConstLabels: cl,
-	}, nil, nil)
+	}, nil, "state", nil)
 	m.groupState = newOneHot(prometheus.GaugeOpts{
 		Name:        "vigil_group_state",
 		Help:        "A failover group's state as this node knows it: 1 for the current state, 0 for the others.",
 		ConstLabels: cl,
-	}, []string{"group"}, groupStates)
+	}, []string{"group"}, "state", groupStates)
 	m.groupActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name:        "vigil_group_active",
 		Help:        "Whether the failover group runs on this node (1) or not (0).",
@@ -134,12 +157,12 @@ func New(cluster, server string) *Metrics {
 		Name:        "vigil_resource_state",
 		Help:        "A group resource's state on this node: 1 for the current state, 0 for the others.",
 		ConstLabels: cl,
-	}, []string{"group", "resource"}, groupStates)
+	}, []string{"group", "resource"}, "state", groupStates)
 	m.monitorState = newOneHot(prometheus.GaugeOpts{
 		Name:        "vigil_monitor_state",
 		Help:        "A monitor resource's state on this node: 1 for the current state, 0 for the others.",
 		ConstLabels: cl,
-	}, []string{"monitor"}, monitorStates)
+	}, []string{"monitor"}, "state", monitorStates)
 	m.monitorRecovery = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "vigil_monitor_recovery_total",
 		Help:        "Recovery actions a monitor's failures triggered: reactivate, failover or final.",
@@ -147,18 +170,18 @@ func New(cluster, server string) *Metrics {
 	}, []string{"monitor", "action"})
 	m.failoverSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:        "vigil_failover_duration_seconds",
-		Help:        "Time from the failure's detection to the group online on its new node.",
+		Help:        "Time from the old owner's last sign of life (its last heartbeat reply, or the monitor error or operator command that started the move) to the group online on this node, its new owner.",
 		ConstLabels: cl,
 		Buckets:     failoverBuckets,
 	}, []string{"group"})
 	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "vigil_failovers_total",
-		Help:        "Failovers of the group this node completed.",
+		Help:        "Failovers and moves of the group that completed on this node, the new owner.",
 		ConstLabels: cl,
 	}, []string{"group"})
 	m.awsCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:        "vigil_aws_call_duration_seconds",
-		Help:        "AWS API calls, retries included, by service, action and result code (0 success, 5 AWS error, 6 timeout, 7-10 check failed, 99 internal).",
+		Help:        "AWS API calls from the first attempt to the final answer, retries included, by service, action and result code (0 success, 5 AWS error, 6 timeout, 99 internal).",
 		ConstLabels: cl,
 		Buckets:     awsCallBuckets,
 	}, []string{"service", "action", "code"})
@@ -167,6 +190,33 @@ func New(cluster, server string) *Metrics {
 		Help:        "Attempts of AWS API calls, first tries and retries of throttled or failed calls.",
 		ConstLabels: cl,
 	}, []string{"service", "action"})
+	m.awsRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "vigil_aws_call_retries_total",
+		Help:        "Attempts of AWS API calls beyond the first: retries of throttled, failed or timed-out attempts.",
+		ConstLabels: cl,
+	}, []string{"service", "action"})
+	m.awsThrottles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "vigil_aws_call_throttles_total",
+		Help:        "Attempts of AWS API calls that AWS throttled (RequestLimitExceeded, Throttling, ...).",
+		ConstLabels: cl,
+	}, []string{"service", "action"})
+	m.monitorChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "vigil_monitor_checks_total",
+		Help:        "Checks a monitor ran on this node, by result: ok, warning or error.",
+		ConstLabels: cl,
+	}, []string{"monitor", "result"})
+	m.monitorCheckDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:        "vigil_monitor_check_duration_seconds",
+		Help:        "Time one check of a monitor took, bounded by the monitor's timeout.",
+		ConstLabels: cl,
+		Buckets:     monitorCheckBuckets,
+	}, []string{"monitor"})
+	m.mirrorWrites = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:        "vigil_mirror_write_duration_seconds",
+		Help:        "Time a write to the mirror disk took to complete on the primary: durable on both nodes in sync mode, locally in async mode.",
+		ConstLabels: cl,
+		Buckets:     mirrorWriteBuckets,
+	}, []string{"disk"})
 	m.monitorCode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name:        "vigil_monitor_code",
 		Help:        "The code of a monitor's last check, as in the guides' troubleshooting tables (0 healthy).",
@@ -182,11 +232,16 @@ func New(cluster, server string) *Metrics {
 		Help:        "Whether the peer's kernel answers heartbeats while its daemon's liveness epoch stands still (1) or not (0).",
 		ConstLabels: cl,
 	}, []string{"peer"})
-	m.heartbeatMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.heartbeatMode = newOneHot(prometheus.GaugeOpts{
 		Name:        "vigil_heartbeat_mode",
-		Help:        "How this node answers heartbeats, as a label: ebpf (xdp native or generic) or userspace, with the reason of a fallback; the value is always 1.",
+		Help:        "How this node answers heartbeats: 1 for the current mode, ebpf (the kernel answers through XDP) or userspace, 0 for the other.",
 		ConstLabels: cl,
-	}, []string{"mode"})
+	}, nil, "mode", heartbeatModes)
+	m.hbFallback = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "vigil_heartbeat_fallback",
+		Help:        "Whether heartbeat mode auto fell back to userspace because eBPF could not load (1) or not (0); the log says why.",
+		ConstLabels: cl,
+	})
 	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name:        "vigil_config_info",
 		Help:        "The hash of the loaded configuration, as a label; the value is always 1.",
@@ -198,7 +253,9 @@ func New(cluster, server string) *Metrics {
 		m.peerUp, m.laneRTT, m.laneUp, m.laneMisses, m.heartbeatDrops,
 		m.serviceState.vec, m.groupState.vec, m.groupActive, m.resourceState.vec,
 		m.monitorState.vec, m.monitorRecovery, m.failoverSeconds, m.failovers, m.configInfo,
-		m.awsCalls, m.awsAttempts, m.monitorCode, m.heartbeatMode, m.peerLost, m.peerStalled,
+		m.awsCalls, m.awsAttempts, m.awsRetries, m.awsThrottles,
+		m.monitorCode, m.monitorChecks, m.monitorCheckDur,
+		m.heartbeatMode.vec, m.hbFallback, m.peerLost, m.peerStalled, m.mirrorWrites,
 	)
 	return m
 }
@@ -242,6 +299,9 @@ func (m *Metrics) SetPeerUp(peer string, up bool) {
 		return
 	}
 	m.peerUp.WithLabelValues(peer).Set(boolValue(up))
+	for _, c := range peerLostCauses {
+		m.peerLost.WithLabelValues(labelValue(peer), c).Add(0) // exposed from the start
+	}
 }
 
 // ObserveLaneRTT records one heartbeat round trip to peer on lane.
@@ -346,13 +406,46 @@ func (m *Metrics) ObserveFailover(group string, d time.Duration) {
 }
 
 // ObserveAWSCall records one AWS call that ended with code (0 for success)
-// after attempts tries and d in all.
+// after attempts tries and d in all: its duration, its attempts and its
+// retries (the attempts beyond the first).
 func (m *Metrics) ObserveAWSCall(service, action string, code, attempts int, d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.awsCalls.WithLabelValues(service, action, strconv.Itoa(code)).Observe(d.Seconds())
-	m.awsAttempts.WithLabelValues(service, action).Add(float64(attempts))
+	m.awsAttempts.WithLabelValues(service, action).Add(float64(max(attempts, 0)))
+	m.awsRetries.WithLabelValues(service, action).Add(float64(max(attempts-1, 0)))
+	m.awsThrottles.WithLabelValues(service, action).Add(0) // exposed from the start
+}
+
+// AddAWSThrottles counts n more attempts of service's action that AWS
+// throttled.
+func (m *Metrics) AddAWSThrottles(service, action string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.awsThrottles.WithLabelValues(service, action).Add(float64(n))
+}
+
+// ObserveMonitorCheck records one check of monitor that ended with result
+// (ok, warning or error) after d.
+func (m *Metrics) ObserveMonitorCheck(monitor, result string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	monitor = labelValue(monitor)
+	if !slices.Contains(checkResults, result) {
+		result = "error"
+	}
+	m.monitorCheckDur.WithLabelValues(monitor).Observe(d.Seconds())
+	for _, r := range checkResults {
+		c := m.monitorChecks.WithLabelValues(monitor, r)
+		if r == result {
+			c.Inc()
+		} else {
+			c.Add(0) // exposed from the start
+		}
+	}
 }
 
 // VIPSample is one VIP's traffic at a scrape.
@@ -378,10 +471,10 @@ func (c *vipCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *vipCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.read() {
-		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.Packets), s.Address, s.Interface)
-		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(s.Bytes), s.Address, s.Interface)
+		ch <- constMetric(c.packets, prometheus.CounterValue, float64(s.Packets), s.Address, s.Interface)
+		ch <- constMetric(c.bytes, prometheus.CounterValue, float64(s.Bytes), s.Address, s.Interface)
 		if s.FirstPacketAfter >= 0 {
-			ch <- prometheus.MustNewConstMetric(c.first, prometheus.GaugeValue, s.FirstPacketAfter.Seconds(), s.Address, s.Interface)
+			ch <- constMetric(c.first, prometheus.GaugeValue, s.FirstPacketAfter.Seconds(), s.Address, s.Interface)
 		}
 	}
 }
@@ -420,13 +513,20 @@ func (m *Metrics) SetPeerStalled(peer string, stalled bool) {
 	m.peerStalled.WithLabelValues(labelValue(peer)).Set(boolValue(stalled))
 }
 
-// SetHeartbeatMode sets how this node answers heartbeats.
+// SetHeartbeatMode sets how this node answers heartbeats, as status shows
+// it: "ebpf (xdp native)", "userspace", "userspace (fallback: why)". Only
+// the kind, ebpf or userspace, becomes a label value; a fallback sets
+// vigil_heartbeat_fallback.
 func (m *Metrics) SetHeartbeatMode(mode string) {
 	if m == nil {
 		return
 	}
-	m.heartbeatMode.Reset()
-	m.heartbeatMode.WithLabelValues(labelValue(mode)).Set(1)
+	kind := "userspace"
+	if strings.HasPrefix(mode, "ebpf") {
+		kind = "ebpf"
+	}
+	m.heartbeatMode.set(kind)
+	m.hbFallback.Set(boolValue(kind == "userspace" && strings.Contains(mode, "fallback")))
 }
 
 // SetMonitorCode sets the code of monitor's last check.
@@ -464,10 +564,11 @@ type oneHot struct {
 	states []string // the known states, then every other state seen
 }
 
-// newOneHot returns a one-hot gauge labelled by labels and "state".
-func newOneHot(opts prometheus.GaugeOpts, labels, known []string) *oneHot {
+// newOneHot returns a one-hot gauge labelled by labels and key, the label
+// naming the state.
+func newOneHot(opts prometheus.GaugeOpts, labels []string, key string, known []string) *oneHot {
 	return &oneHot{
-		vec:    prometheus.NewGaugeVec(opts, append(slices.Clip(labels), "state")),
+		vec:    prometheus.NewGaugeVec(opts, append(slices.Clip(labels), key)),
 		states: slices.Clone(known),
 	}
 }
@@ -552,7 +653,7 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("metrics: serving", "addr", ln.Addr().String())
+	log.Info("metrics: serving", "event", "metrics_serving", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

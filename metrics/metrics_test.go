@@ -261,6 +261,18 @@ func fill(m *Metrics) {
 	m.IncMonitorRecovery("ipw", "reactivate")
 	m.ObserveFailover("db", 300*time.Millisecond)
 	m.SetConfigInfo("abcd")
+	m.SetPeerStalled("ip-2", false)
+	m.IncPeerLost("ip-2", "daemon_dead")
+	m.SetHeartbeatMode("userspace (fallback: no BTF)")
+	m.SetMonitorCode("ipw", 0)
+	m.ObserveMonitorCheck("ipw", "ok", 2*time.Millisecond)
+	m.ObserveAWSCall("ec2", "ReplaceRoute", 0, 3, 80*time.Millisecond)
+	m.AddAWSThrottles("ec2", "ReplaceRoute", 2)
+	m.RegisterVIPTraffic(func() []VIPSample {
+		return []VIPSample{{Address: "10.1.0.20", Interface: "eth0", Packets: 3, Bytes: 180, FirstPacketAfter: 4 * time.Millisecond}}
+	})
+	m.RegisterMirrors(mirrorSamples)
+	m.ObserveMirrorWrite("md1", 120*time.Microsecond)
 }
 
 func histogram(t *testing.T, m *Metrics, name string) *dto.Histogram {

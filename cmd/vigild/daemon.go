@@ -271,8 +271,9 @@ func (d *daemon) exportStats(ctx context.Context) error {
 func (d *daemon) observeAWS(c awsops.Call) {
 	code := awsops.CodeOf(c.Err)
 	d.metrics.ObserveAWSCall(c.Service, c.Action, code, c.Attempts, c.Latency)
+	d.metrics.AddAWSThrottles(c.Service, c.Action, c.Throttles)
 	args := []any{"service", c.Service, "action", c.Action, "target", c.Target,
-		"latency", c.Latency, "attempts", c.Attempts}
+		"latency", c.Latency, "attempts", c.Attempts, "throttles", c.Throttles}
 	if c.Err != nil {
 		d.log.Warn("aws call failed", append(args, "code", code, "err", c.Err)...)
 		return

@@ -241,7 +241,7 @@ func (s *Server) op(name string, withServer bool, do func(ctx context.Context, r
 			attrs = append(attrs, "name", n)
 		}
 		if req.Server != "" {
-			attrs = append(attrs, "server", req.Server)
+			attrs = append(attrs, "target", req.Server)
 		}
 		if err != nil {
 			s.log.Warn("control api: operation failed", append(attrs, "err", err)...)

@@ -128,6 +128,7 @@ monitors:
 		StartupWaitMS:   5000,
 		NPResolution:    NPResolution{TimeoutMS: 1000, Action: "stop_groups"},
 		ShutdownCommand: []string{"/sbin/poweroff"},
+		MetricsAddress:  DefaultMetricsAddress,
 		AWS:             AWS{CallTimeoutMS: DefaultAWSCallTimeoutMS},
 	}
 	if !reflect.DeepEqual(cl, wantCluster) {

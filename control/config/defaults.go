@@ -44,7 +44,9 @@ const (
 	FrontendNBD  = "nbd"
 	FrontendNone = "none"
 
-	DefaultMirrorPort      = 29051
+	DefaultMirrorPort = 29051
+	// DefaultMetricsAddress serves /metrics on loopback only.
+	DefaultMetricsAddress  = "127.0.0.1:9750"
 	DefaultMirrorTimeoutMS = 5000
 	DefaultMirrorFSType    = "ext4"
 )
@@ -99,6 +101,7 @@ func (d *decoder) applyDefaults(c *Config) {
 	def("cluster.heartbeat.port", &cl.Heartbeat.Port, DefaultHeartbeatPort)
 	defStr("cluster.heartbeat.profile", &cl.Heartbeat.Profile, ProfileConservative.Name)
 	defStr("cluster.heartbeat.mode", &cl.Heartbeat.Mode, HeartbeatAuto)
+	defStr("cluster.metrics_address", &cl.MetricsAddress, DefaultMetricsAddress)
 	prof, ok := HeartbeatProfiles[cl.Heartbeat.Profile]
 	if !ok {
 		prof = ProfileConservative // the profile's own error is reported

@@ -26,7 +26,7 @@ var resourceKinds = map[string]kindSpec{
 	KindAWSVIP:     {reflect.TypeFor[AWSVIP](), "AWSVIP", []string{"vpc_id", "eni_id", "interface"}},
 	KindAWSEIP:     {reflect.TypeFor[AWSEIP](), "AWSEIP", []string{"eni_id"}},
 	KindAWSDNS:     {reflect.TypeFor[AWSDNS](), "AWSDNS", []string{"ip"}},
-	KindMirrorDisk: {reflect.TypeFor[MirrorDisk](), "MirrorDisk", []string{"data_partition", "cluster_partition"}},
+	KindMirrorDisk: {reflect.TypeFor[MirrorDisk](), "MirrorDisk", []string{"data_partition", "cluster_partition", "mount_point"}},
 }
 
 // monitorKinds lists the monitor kinds a configuration may hold.

@@ -41,8 +41,9 @@ type Cluster struct {
 	// ShutdownCommand is the command run by the final action
 	// "stop_cluster_service_and_shutdown"; the default is ["/sbin/poweroff"].
 	ShutdownCommand []string `yaml:"shutdown_command"`
-	// MetricsAddress is where vigild serves /metrics; empty disables it.
-	// A server may override it.
+	// MetricsAddress is where vigild serves /metrics (default
+	// DefaultMetricsAddress, loopback only); set to "" it is off. A server
+	// may override it.
 	MetricsAddress string `yaml:"metrics_address"`
 	// AWS sets how the aws_* resources and monitors reach AWS.
 	AWS AWS `yaml:"aws"`
@@ -312,7 +313,8 @@ type MirrorDisk struct {
 	// in status).
 	Frontend string `yaml:"frontend"`
 	// MountPoint, if set, is where the active node mounts the exposed
-	// disk; FSType is its filesystem (default ext4).
+	// disk (individually settable); FSType is its filesystem (default
+	// ext4).
 	MountPoint string `yaml:"mount_point"`
 	FSType     string `yaml:"fs_type"`
 	// Mkfs makes a filesystem of FSType on a disk that holds none yet,

@@ -410,8 +410,12 @@ func (v *validator) resource(g *Group, p string, r *Resource, idx map[string]int
 			}
 			v.mirrorPorts[md.Port] = r.Name
 		}
-		if md.MountPoint != "" {
-			v.check(p+".mount_point", checkAbsPath(md.MountPoint))
+		str("mount_point", func(r *Resource) string { return r.MirrorDisk.MountPoint }, checkAbsPath, false)
+		mounts := md.MountPoint != ""
+		for _, s := range servers {
+			mounts = mounts || r.For(s).MirrorDisk.MountPoint != ""
+		}
+		if mounts {
 			if md.Frontend == FrontendNone {
 				v.check(p+".mount_point", "needs a frontend to mount; frontend is none")
 			}

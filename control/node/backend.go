@@ -138,7 +138,7 @@ func (n *Node) GroupStart(ctx context.Context, name, server string) error {
 		g.claim(to, ledger.CauseStart, func(r *ledger.Record) { r.FailedMask = 0 })
 		g.why = resource.EventStart
 		gen = g.rec.Gen
-		n.log.Info("operator: start group", "group", name, "on", n.serverName(to), "generation", gen)
+		n.log.Info("operator: start group", "event", "operator_group_start", "group", name, "on", n.serverName(to), "generation", gen)
 		return nil
 	})
 	if err != nil {
@@ -180,7 +180,7 @@ func (n *Node) GroupMove(ctx context.Context, name, server string) error {
 		} else if from != n.self {
 			g.tl = nil // neither end: nothing to record here
 		}
-		n.log.Info("operator: move group", "group", name, "from", n.serverName(from), "to", n.serverName(to), "generation", gen)
+		n.log.Info("operator: move group", "event", "operator_group_move", "group", name, "from", n.serverName(from), "to", n.serverName(to), "generation", gen)
 		return nil
 	})
 	if err != nil {
@@ -203,7 +203,7 @@ func (n *Node) GroupStop(ctx context.Context, name string) error {
 			// An operator stop retries a stop that failed.
 			g.local = ledger.Online
 		}
-		n.log.Info("operator: stop group", "group", name, "generation", g.rec.Gen)
+		n.log.Info("operator: stop group", "event", "operator_group_stop", "group", name, "generation", g.rec.Gen)
 		return nil
 	})
 	if err != nil {

@@ -190,7 +190,7 @@ func (n *Node) reconcileGroup(g *group) {
 	switch {
 	case r.Owner != n.self:
 		if g.local == ledger.Online || g.local == ledger.Starting {
-			n.log.Info("group owned elsewhere: stopping here", "group", g.cfg.Name, "owner", n.serverName(r.Owner), "generation", r.Gen)
+			n.log.Info("group owned elsewhere: stopping here", "event", "group_owned_elsewhere", "group", g.cfg.Name, "owner", n.serverName(r.Owner), "generation", r.Gen)
 			n.stopGroup(g)
 			return
 		}
@@ -198,7 +198,7 @@ func (n *Node) reconcileGroup(g *group) {
 			if !r.Stopped && r.State != ledger.OnlineFailure && n.service == ledger.ServiceRunning && n.choose(g, ledger.NoOwner) == n.self {
 				g.claim(n.self, ledger.CauseStart, nil)
 				g.why = resource.EventStart
-				n.log.Info("claiming group", "group", g.cfg.Name, "generation", g.rec.Gen)
+				n.log.Info("claiming group", "event", "group_claim", "group", g.cfg.Name, "generation", g.rec.Gen)
 			}
 			return
 		}
@@ -206,7 +206,7 @@ func (n *Node) reconcileGroup(g *group) {
 			lost := n.serverName(r.Owner)
 			g.claim(n.self, ledger.CauseFailover, nil)
 			g.why = resource.EventFailover
-			n.log.Warn("taking over group from lost peer", "group", g.cfg.Name, "from", lost, "generation", g.rec.Gen)
+			n.log.Warn("taking over group from lost peer", "event", "group_takeover", "group", g.cfg.Name, "from", lost, "generation", g.rec.Gen)
 			if g.tl == nil {
 				g.newTimeline(lost, n.name)
 			}
@@ -244,7 +244,7 @@ func (n *Node) stopService(reason string) {
 		}
 		to := n.choose(g, n.self)
 		g.claim(to, ledger.CauseFailover, nil)
-		n.log.Info("handing group over", "group", g.cfg.Name, "to", n.serverName(to), "generation", g.rec.Gen)
+		n.log.Info("handing group over", "event", "group_handover", "group", g.cfg.Name, "to", n.serverName(to), "generation", g.rec.Gen)
 	}
 }
 
@@ -289,7 +289,7 @@ func (n *Node) startGroup(g *group) {
 	g.local = ledger.Starting
 	g.report(ledger.Starting)
 	g.tl.addIf(time.Now(), fmt.Sprintf("starting group %s (%s)", g.cfg.Name, g.why))
-	n.log.Info("starting group", "group", g.cfg.Name, "event", g.why)
+	n.log.Info("starting group", "event", "group_starting", "group", g.cfg.Name, "cause", g.why)
 	ev := g.why
 	go n.runStart(g, 0, ev)
 }
@@ -354,7 +354,7 @@ func (n *Node) stopGroup(g *group) {
 		g.report(ledger.Stopping)
 	}
 	g.tl.addIf(time.Now(), "stopping group "+g.cfg.Name)
-	n.log.Info("stopping group", "group", g.cfg.Name)
+	n.log.Info("stopping group", "event", "group_stopping", "group", g.cfg.Name)
 	go func() {
 		ok := n.stopRange(g, 0, len(g.order)-1)
 		n.post(opEvent{g: g, res: -1, ok: ok})
@@ -385,7 +385,7 @@ func (n *Node) opDone(e opEvent) {
 		name := g.order[e.res].Name
 		if e.err != nil {
 			g.resErrs[e.res] = e.err.Error()
-			n.log.Error("resource "+e.state, "group", g.cfg.Name, "resource", name, "err", e.err)
+			n.log.Error("resource "+e.state, "event", "resource_failed", "state", e.state, "group", g.cfg.Name, "resource", name, "err", e.err)
 			g.tl.addIf(time.Now(), fmt.Sprintf("resource %s %s: %v", name, e.state, e.err))
 		} else if e.state == api.StateOnline || e.state == api.StateOffline {
 			g.resErrs[e.res] = ""
@@ -393,7 +393,7 @@ func (n *Node) opDone(e opEvent) {
 			if e.state == api.StateOffline {
 				verb = "stopped"
 			}
-			n.log.Info("resource "+verb, "group", g.cfg.Name, "resource", name, "took", e.took)
+			n.log.Info("resource "+verb, "event", "resource_"+verb, "group", g.cfg.Name, "resource", name, "took", e.took)
 			g.tl.addIf(time.Now(), fmt.Sprintf("resource %s %s in %s", name, verb, fmtDur(e.took)))
 		}
 		return
@@ -407,7 +407,7 @@ func (n *Node) opDone(e opEvent) {
 			g.report(ledger.Online)
 			g.rec.FailedMask = 0
 		}
-		n.log.Info("group online", "group", g.cfg.Name)
+		n.log.Info("group online", "event", "group_online", "group", g.cfg.Name)
 		if g.tl != nil {
 			g.tl.add(time.Now(), "group "+g.cfg.Name+" online on "+n.name)
 			n.finishTimeline(g)
@@ -419,7 +419,7 @@ func (n *Node) opDone(e opEvent) {
 		g.online.Store(false)
 		if e.ok {
 			g.local = ledger.Offline
-			n.log.Info("group offline here", "group", g.cfg.Name)
+			n.log.Info("group offline here", "event", "group_offline", "group", g.cfg.Name)
 			if g.rec.Owner == n.self {
 				g.report(ledger.Offline)
 			}
@@ -431,7 +431,7 @@ func (n *Node) opDone(e opEvent) {
 			}
 		} else {
 			g.local = ledger.OfflineFailure
-			n.log.Error("group failed to stop: resources may remain; not releasing it", "group", g.cfg.Name)
+			n.log.Error("group failed to stop: resources may remain; not releasing it", "event", "group_stop_failed", "group", g.cfg.Name)
 			if g.rec.Owner == n.self {
 				g.report(ledger.OfflineFailure)
 			}
@@ -446,7 +446,7 @@ func (n *Node) startFailed(g *group, e opEvent) {
 		if g.rec.Owner == n.self {
 			g.report(ledger.OfflineFailure)
 		}
-		n.log.Error("group failed to start and its cleanup failed: keeping it here", "group", g.cfg.Name, "err", e.err)
+		n.log.Error("group failed to start and its cleanup failed: keeping it here", "event", "group_start_failed", "then", "keep", "group", g.cfg.Name, "err", e.err)
 		return
 	}
 	g.local = ledger.Offline
@@ -464,10 +464,10 @@ func (n *Node) startFailed(g *group, e opEvent) {
 	})
 	g.tl.addIf(time.Now(), fmt.Sprintf("group %s failed to start here: %v", g.cfg.Name, e.err))
 	if to == ledger.NoOwner {
-		n.log.Error("group failed to start and no server is left to try", "group", g.cfg.Name, "err", e.err)
+		n.log.Error("group failed to start and no server is left to try", "event", "group_start_failed", "then", "stop", "group", g.cfg.Name, "err", e.err)
 		return
 	}
-	n.log.Error("group failed to start: failing over", "group", g.cfg.Name, "to", n.serverName(to), "err", e.err)
+	n.log.Error("group failed to start: failing over", "event", "group_start_failed", "then", "failover", "group", g.cfg.Name, "to", n.serverName(to), "err", e.err)
 	g.why = resource.EventFailover
 }
 

@@ -32,7 +32,7 @@ func (n *Node) publish() {
 	}
 	b, err := p.AppendEncode(make([]byte, 0, 64))
 	if err != nil {
-		n.log.Error("encode heartbeat payload", "err", err)
+		n.log.Error("encode heartbeat payload", "event", "heartbeat_payload_encode_failed", "err", err)
 		return
 	}
 	if bytes.Equal(b, n.lastPayload) {

@@ -35,11 +35,11 @@ func (n *Node) observe(o Observation) {
 	case ProbeReceived:
 		payload, err := ledger.Decode(o.Payload)
 		if err != nil {
-			n.log.Warn("heartbeat payload dropped", "peer", p.Name, "err", err)
+			n.log.Warn("heartbeat payload dropped", "event", "heartbeat_payload_dropped", "peer", p.Name, "err", err)
 			return
 		}
 		if len(payload.Groups) != len(n.groups) && o.ConfigHash == n.hashShort {
-			n.log.Warn("heartbeat payload dropped", "peer", p.Name, "err", fmt.Sprintf("%d groups, configuration has %d", len(payload.Groups), len(n.groups)))
+			n.log.Warn("heartbeat payload dropped", "event", "heartbeat_payload_dropped", "peer", p.Name, "err", fmt.Sprintf("%d groups, configuration has %d", len(payload.Groups), len(n.groups)))
 			return
 		}
 		n.members.Probe(o.Peer, o.Lane, o.ConfigHash, o.Incarnation, payload)
@@ -68,7 +68,7 @@ func (n *Node) checkSelfStall(now time.Time) {
 		if gap > timeout {
 			level = slog.LevelInfo // long enough to have lost every peer
 		}
-		n.log.Log(context.Background(), level, "this node's daemon was stalled: judging peers on fresh probes only", "stalled_for", gap.Round(time.Millisecond))
+		n.log.Log(context.Background(), level, "this node's daemon was stalled: judging peers on fresh probes only", "event", "self_stalled", "stalled_for", gap.Round(time.Millisecond))
 	}
 	n.lastRun = now
 }
@@ -117,7 +117,7 @@ func (n *Node) finishStartup() {
 		n.setService(ledger.ServiceRunning, "")
 		return
 	}
-	n.log.Info("startup wait over without all peers: checking NP targets")
+	n.log.Info("startup wait over without all peers: checking NP targets", "event", "startup_np_check")
 	n.startNPCheck("startup")
 }
 
@@ -125,12 +125,16 @@ func (n *Node) applyChanges(cs []membership.Change) {
 	for _, c := range cs {
 		switch c.Kind {
 		case membership.LaneUp, membership.LaneDown:
-			n.log.Info(c.String())
+			event := "lane_down"
+			if c.Kind == membership.LaneUp {
+				event = "lane_up"
+			}
+			n.log.Info(c.String(), "event", event, "peer", c.Name, "lane", c.Lane)
 			if n.metrics != nil {
 				n.metrics.SetLaneUp(c.Name, c.Lane, c.Kind == membership.LaneUp)
 			}
 		case membership.PeerUp:
-			n.log.Info("peer up", "peer", c.Name)
+			n.log.Info("peer up", "event", "peer_up", "peer", c.Name)
 			if n.metrics != nil {
 				n.metrics.SetPeerUp(c.Name, true)
 			}
@@ -142,12 +146,12 @@ func (n *Node) applyChanges(cs []membership.Change) {
 			}
 			if n.service == ledger.ServiceIsolated {
 				n.setService(ledger.ServiceRunning, "")
-				n.log.Info("peer visible again: leaving isolation", "peer", c.Name)
+				n.log.Info("peer visible again: leaving isolation", "event", "isolation_left", "peer", c.Name)
 			}
 		case membership.PeerDown:
 			n.peerLost(c)
 		case membership.PeerRestarted:
-			n.log.Warn("peer restarted", "peer", c.Name)
+			n.log.Warn("peer restarted", "event", "peer_restarted", "peer", c.Name)
 		case membership.PeerMismatch:
 			n.peerMismatch(c)
 		}
@@ -158,16 +162,16 @@ func (n *Node) peerMismatch(c membership.Change) {
 	p := n.members.Peer(c.Peer)
 	why := fmt.Sprintf("configuration differs from %s's (ours %x, theirs %x)", c.Name, n.hashShort[:6], p.ConfigHash[:6])
 	if n.service == ledger.ServiceStarting {
-		n.log.Error("refusing to join the cluster: "+why, "peer", c.Name)
+		n.log.Error("refusing to join the cluster: "+why, "event", "join_refused", "peer", c.Name)
 		n.setService(ledger.ServiceRefused, why+": refusing to join")
 		return
 	}
-	n.log.Error("peer runs another configuration: ignoring it", "peer", c.Name, "detail", why)
+	n.log.Error("peer runs another configuration: ignoring it", "event", "peer_config_mismatch", "peer", c.Name, "detail", why)
 }
 
 // peerLost reacts to a peer whose lanes all timed out.
 func (n *Node) peerLost(c membership.Change) {
-	n.log.Warn("peer lost", "peer", c.Name, "cause", c.Cause, "last_reply", c.LastReply)
+	n.log.Warn("peer lost", "event", "peer_lost", "peer", c.Name, "cause", c.Cause, "last_reply", c.LastReply)
 	if n.metrics != nil {
 		n.metrics.SetPeerUp(c.Name, false)
 		n.metrics.IncPeerLost(c.Name, membership.CauseLabel(c.Cause))
@@ -211,14 +215,14 @@ func (n *Node) npDone(r npResult) {
 		}
 	}
 	if r.res.Reachable {
-		n.log.Info("NP resolution: not isolated", "after", r.why, "detail", r.res.Detail)
+		n.log.Info("NP resolution: not isolated", "event", "np_not_isolated", "after", r.why, "detail", r.res.Detail)
 		if n.service == ledger.ServiceStarting {
 			n.setService(ledger.ServiceRunning, "")
 		}
 		return
 	}
 	why := "isolated: " + r.res.Detail
-	n.log.Error("NP resolution: this node is cut off", "after", r.why, "detail", r.res.Detail, "action", n.cfg.Cluster.NPResolution.Action)
+	n.log.Error("NP resolution: this node is cut off", "event", "np_isolated", "after", r.why, "detail", r.res.Detail, "action", n.cfg.Cluster.NPResolution.Action)
 	switch n.cfg.Cluster.NPResolution.Action {
 	case config.ActionStopClusterService:
 		n.stopService(why)
@@ -232,7 +236,7 @@ func (n *Node) npDone(r npResult) {
 
 func (n *Node) setService(s ledger.Service, reason string) {
 	if n.service != s {
-		n.log.Info("cluster service "+s.String(), "reason", reason)
+		n.log.Info("cluster service "+s.String(), "event", "service_state", "state", s.String(), "reason", reason)
 	}
 	n.service = s
 	n.reason = reason

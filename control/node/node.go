@@ -216,7 +216,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer close(n.closed)
 	n.started = time.Now()
 	n.service = ledger.ServiceStarting
-	n.log.Info("cluster service starting", "server", n.name, "config_hash", hashHex(n.cfg), "startup_wait", n.cfg.Cluster.StartupWait())
+	n.log.Info("cluster service starting", "event", "service_starting", "config_hash", hashHex(n.cfg), "startup_wait", n.cfg.Cluster.StartupWait())
 	if n.metrics != nil {
 		n.metrics.SetConfigInfo(hashHex(n.cfg))
 	}
@@ -264,7 +264,7 @@ func (n *Node) step() {
 
 // shutdown stops the cluster service on the way out of Run.
 func (n *Node) shutdown() error {
-	n.log.Info("shutting down: handing off groups")
+	n.log.Info("shutting down: handing off groups", "event", "shutdown_handoff")
 	n.stopService("vigild stopping")
 	n.step()
 	deadline := time.NewTimer(n.maxStopTime() + 5*time.Second)

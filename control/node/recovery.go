@@ -58,6 +58,16 @@ func newMon(n *Node, mc *config.Monitor, build MonitorFactory) (*mon, error) {
 			active = g.resOnline[from].Load
 		}
 	}
+	if n.metrics != nil && checker != nil {
+		// Every check is timed and counted by result.
+		inner := checker
+		checker = monitor.CheckerFunc(func(ctx context.Context) monitor.Result {
+			start := time.Now()
+			r := inner.Check(ctx)
+			n.metrics.ObserveMonitorCheck(mine.Name, r.Status.String(), time.Since(start))
+			return r
+		})
+	}
 	m.runner = monitor.NewRunner(monitor.Options{
 		Name: mine.Name, Checker: checker, Interval: mine.Interval(), Timeout: mine.Timeout(),
 		Retry: mine.Retry, Active: active,
@@ -86,14 +96,14 @@ func (n *Node) monitorChanged(e monEvent) {
 	switch e.to.Status {
 	case "ok":
 		if e.prev.Status == "error" || e.prev.Status == "warning" {
-			n.log.Info("monitor healthy again", "monitor", m.cfg.Name)
+			n.log.Info("monitor healthy again", "event", "monitor_ok", "monitor", m.cfg.Name)
 		}
 		m.reacts = 0
 		m.recovering, m.final = false, false
 	case "warning":
-		n.log.Warn("monitor warning", "monitor", m.cfg.Name, "code", e.to.Code, "msg", e.to.Message)
+		n.log.Warn("monitor warning", "event", "monitor_warning", "monitor", m.cfg.Name, "code", e.to.Code, "msg", e.to.Message)
 	case "error":
-		n.log.Error(fmt.Sprintf("Detected an error in monitoring %s. (%d : %s)", m.cfg.Name, e.to.Code, e.to.Message), "monitor", m.cfg.Name)
+		n.log.Error(fmt.Sprintf("Detected an error in monitoring %s. (%d : %s)", m.cfg.Name, e.to.Code, e.to.Message), "event", "monitor_error", "monitor", m.cfg.Name, "code", e.to.Code)
 		if !m.recovering {
 			n.recover(m)
 		}
@@ -116,7 +126,7 @@ func (n *Node) recover(m *mon) {
 		return
 	}
 	if g.rec.Owner != n.self || g.local != ledger.Online {
-		n.log.Info("monitor error: recovery target not running here, nothing to recover", "monitor", m.cfg.Name, "target", rc.Target)
+		n.log.Info("monitor error: recovery target not running here, nothing to recover", "event", "recovery_not_here", "monitor", m.cfg.Name, "target", rc.Target)
 		return
 	}
 	switch {
@@ -124,20 +134,20 @@ func (n *Node) recover(m *mon) {
 		m.reacts++
 		m.recovering = true
 		n.count(m, "reactivate")
-		n.log.Warn("recovery: reactivating", "monitor", m.cfg.Name, "target", rc.Target, "count", m.reacts, "max", rc.ReactivationCount)
+		n.log.Warn("recovery: reactivating", "event", "recovery_reactivate", "monitor", m.cfg.Name, "target", rc.Target, "count", m.reacts, "max", rc.ReactivationCount)
 		g.why = resource.EventRecover
 		n.restart(g, m.from)
 	case m.fos < rc.FailoverCount:
 		to := n.next(g, n.self)
 		if to == ledger.NoOwner {
-			n.log.Error("recovery: no server to fail over to", "monitor", m.cfg.Name, "group", g.cfg.Name)
+			n.log.Error("recovery: no server to fail over to", "event", "recovery_no_failover_target", "monitor", m.cfg.Name, "group", g.cfg.Name)
 			n.finalAction(m)
 			return
 		}
 		m.fos++
 		m.recovering = true
 		n.count(m, "failover")
-		n.log.Warn("recovery: failing over", "monitor", m.cfg.Name, "group", g.cfg.Name, "to", n.serverName(to), "count", m.fos, "max", rc.FailoverCount)
+		n.log.Warn("recovery: failing over", "event", "recovery_failover", "monitor", m.cfg.Name, "group", g.cfg.Name, "to", n.serverName(to), "count", m.fos, "max", rc.FailoverCount)
 		g.claim(to, ledger.CauseFailover, nil)
 		t := g.newTimeline(n.name, n.serverName(to))
 		t.add(time.Now(), fmt.Sprintf("monitor %s error (%s): failing over to %s", m.cfg.Name, m.state.Message, n.serverName(to)))
@@ -160,7 +170,7 @@ func (n *Node) finalAction(m *mon) {
 	m.final, m.recovering = true, true
 	action := m.cfg.Recovery.FinalAction
 	n.count(m, "final")
-	n.log.Error("recovery: final action", "monitor", m.cfg.Name, "action", action)
+	n.log.Error("recovery: final action", "event", "recovery_final_action", "monitor", m.cfg.Name, "action", action)
 	why := fmt.Sprintf("final action of monitor %s", m.cfg.Name)
 	switch action {
 	case config.ActionStopGroup:
@@ -190,11 +200,11 @@ func (n *Node) maybeShutdown() {
 	if len(cmd) == 0 {
 		return
 	}
-	n.log.Error("shutting down the OS", "command", cmd)
+	n.log.Error("shutting down the OS", "event", "os_shutdown", "command", cmd)
 	go func() {
 		_, err := n.runner.Run(context.Background(), script.Spec{Path: cmd[0], Args: cmd[1:], Timeout: time.Minute})
 		if err != nil {
-			n.log.Error("shutdown command failed", "err", err)
+			n.log.Error("shutdown command failed", "event", "os_shutdown_failed", "err", err)
 		}
 	}()
 }
