@@ -14,3 +14,6 @@ echo "$out" | awk '
 		if (!cn || !hn) { print "bench: missing results"; exit 1 }
 		printf "bench: heartbeat probe encode+decode %.0f ns/op (%d allocs), baseline hmac-sha256 x2 %.0f ns/op (%d allocs), ratio %.2f\n", c/cn, ca, h/hn, ha, (c/cn)/(h/hn)
 	}'
+# The NBD frontend's server over socketpairs, each workload beside the same
+# I/O on the backing file directly (its own baseline, in the same run).
+go test -run '^$' -bench '^BenchmarkServer' ./replicator/nbd/ | grep -E '^(Benchmark|bench)'

@@ -114,6 +114,14 @@ var (
 		Path:     "./vmtests/twovm",
 		Binaries: []Binary{{Path: "./cmd/vigild", Env: "VIGILD_BIN"}, {Path: "./cmd/vigilctl", Env: "VIGILCTL_BIN"}},
 	}
+	// pkgNBD is the mirror disk's NBD frontend: its vmtest-tagged tests
+	// export files as /dev/nbdN and put ext4 on them (mke2fs, busybox
+	// mount, e2fsck).
+	pkgNBD = Package{
+		Path:    "./replicator/nbd",
+		Modules: []string{"nbd"},
+		Tools:   []string{"mke2fs", "e2fsck"},
+	}
 )
 
 // Suites are what make vmtest runs, in this order. A new suite (the
@@ -140,6 +148,12 @@ var Suites = []Suite{
 		VMs:      2,
 		Timeout:  3 * time.Minute,
 		MemoryMB: 768,
+	},
+	{
+		Name:     "nbd",
+		Doc:      "the mirror disk's NBD frontend: files exported as /dev/nbdN over socketpairs, ext4 made, mounted, checked; O_DIRECT, FUA, discard; Close while mounted or held open; a crashed export's leftover device cleaned up",
+		Packages: []Package{pkgNBD},
+		Timeout:  5 * time.Minute,
 	},
 }
 
