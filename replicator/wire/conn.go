@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"sync/atomic"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Counters counts rejected frames by reason. One Counters may be shared by
@@ -69,9 +71,12 @@ func (s *session) setSeq(seq uint64) []byte {
 type Reader struct {
 	br         *bufio.Reader
 	buf        []byte
+	dbuf       []byte // decompressed payloads
+	zbuf       []byte // the zero block a compressed block is compared with
 	maxPayload int
 	next       uint64
 	sess       *session
+	compress   bool // CapCompress negotiated: FlagCompressed allowed
 	counters   *Counters
 	err        error
 	hdr        [HeaderSize]byte // kept here so it does not escape per frame
@@ -109,12 +114,17 @@ func (r *Reader) reject(reason Reason, seq uint64) error {
 	return r.err
 }
 
+// Compressed reports whether the Reader accepts compressed frames
+// (CapCompress was negotiated).
+func (r *Reader) Compressed() bool { return r.compress }
+
 // ReadFrame reads, checks and returns the next frame. The payload aliases
-// the Reader's buffer and is valid until the next call. A frame is
-// returned only if everything in doc.go's receive checks passed; any
-// rejection is counted, returned, and breaks the Reader: later calls
-// return ErrBroken. A stream that ends cleanly between frames returns
-// io.EOF.
+// the Reader's buffers and is valid until the next call. A compressed
+// frame is returned decompressed, with FlagCompressed still in Flags to
+// tell how it travelled. A frame is returned only if everything in
+// doc.go's receive checks passed; any rejection is counted, returned, and
+// breaks the Reader: later calls return ErrBroken. A stream that ends
+// cleanly between frames returns io.EOF.
 func (r *Reader) ReadFrame() (Frame, error) {
 	if r.err != nil {
 		return Frame{}, fmt.Errorf("%w: %w", ErrBroken, r.err)
@@ -140,9 +150,9 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	}
 	flags := be.Uint16(hdr[offFlags:])
 	switch {
-	case flags&^knownFlags != 0, flags&FlagCompressed != 0:
+	case flags&^knownFlags != 0, flags&FlagCompressed != 0 && !r.compress:
 		return Frame{}, r.reject(ReasonBadFlags, seq)
-	case r.sess == nil && flags != 0:
+	case r.sess == nil && flags&^FlagCompressed != 0:
 		return Frame{}, r.reject(ReasonBadFlags, seq)
 	case r.sess != nil && flags&FlagMAC == 0:
 		return Frame{}, r.reject(ReasonBadMAC, seq)
@@ -199,6 +209,12 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	case r.sess == nil && !t.handshake() && !r.plain, r.sess != nil && !t.session():
 		return Frame{}, r.reject(ReasonUnexpected, seq)
 	}
+	if flags&FlagCompressed != 0 {
+		var err error
+		if payload, err = r.decompress(t, payload); err != nil {
+			return Frame{}, r.reject(ReasonMalformed, seq)
+		}
+	}
 	if Validate(t, payload) != nil {
 		return Frame{}, r.reject(ReasonMalformed, seq)
 	}
@@ -217,9 +233,12 @@ const flushAt = 256 << 10
 type Writer struct {
 	w          io.Writer
 	buf        []byte
+	scratch    []byte // a Write or ResyncData payload joined for compression
+	zbuf       []byte // the s2 block of an all-zero data block
 	maxPayload int
 	seq        uint64
 	sess       *session
+	compress   bool // CapCompress negotiated: compress data when it pays
 	err        error
 }
 
@@ -238,12 +257,22 @@ func (w *Writer) NextSeq() uint64 { return w.seq }
 // Buffered returns the number of bytes waiting for Flush.
 func (w *Writer) Buffered() int { return len(w.buf) }
 
+// Compressed reports whether the Writer compresses data blocks
+// (CapCompress was negotiated).
+func (w *Writer) Compressed() bool { return w.compress }
+
 // WriteFrame appends a frame of type t whose payload is head followed by
 // data, and returns its sequence number. Splitting the payload lets a
 // caller pass a message header from a stack array and a data block from
 // its own buffer without joining them first. Both are copied; the caller
 // may reuse them on return. WriteFrame does not check that the payload
 // parses for t.
+//
+// When compression was negotiated, the data of a Write or a StatusOK
+// ResyncData (the payload after its 16-byte header) travels as an s2
+// block if that saves at least 1/32 of it, raw otherwise; the size limit
+// applies to the payload before compression. The frame is compressed
+// first, then sealed.
 func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
 	if w.err != nil {
 		return 0, w.err
@@ -252,7 +281,24 @@ func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
 	if n > w.maxPayload {
 		return 0, fmt.Errorf("write %s frame: %d bytes: %w", t, n, ErrPayloadTooLarge)
 	}
-	size := HeaderSize + n
+	// body is the part of the payload that may be compressed: the data
+	// after a Write's or ResyncData's header.
+	var body []byte
+	if w.compress && (t == TypeWrite || t == TypeResyncData) && n >= WriteHeaderSize+minCompress {
+		if len(head) != WriteHeaderSize {
+			// The header is not passed on its own: join the payload once.
+			w.scratch = append(append(w.scratch[:0], head...), data...)
+			head, data = w.scratch[:WriteHeaderSize], w.scratch[WriteHeaderSize:]
+		}
+		if compressible(t, head) {
+			body = data
+		}
+	}
+	room := n // payload bytes to reserve: an s2 block may be a bit larger
+	if body != nil {
+		room = WriteHeaderSize + s2.MaxEncodedLen(len(body))
+	}
+	size := HeaderSize + room
 	if w.sess != nil {
 		size += TagSize
 	}
@@ -275,6 +321,32 @@ func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
 			flags |= FlagEncrypted
 		}
 	}
+	copy(b[HeaderSize:], head)
+	if body != nil {
+		// Encode straight into the frame; s2 writes nothing past room.
+		dst := b[HeaderSize+WriteHeaderSize : HeaderSize+room]
+		var enc []byte
+		if allZero(body) {
+			w.zbuf = appendZeroBlock(w.zbuf[:0], len(body))
+			enc = dst[:copy(dst, w.zbuf)]
+		} else {
+			enc = s2.Encode(dst, body)
+		}
+		if worthIt(len(enc), len(body)) {
+			flags |= FlagCompressed
+			n = WriteHeaderSize + len(enc)
+		} else {
+			body = nil
+		}
+	}
+	if flags&FlagCompressed == 0 {
+		copy(b[HeaderSize+len(head):], data)
+	}
+	size = HeaderSize + n
+	if w.sess != nil {
+		size += TagSize
+	}
+	b = b[:size]
 	seq := w.seq
 	copy(b[offMagic:], Magic)
 	b[offVersion] = Version
@@ -282,8 +354,6 @@ func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
 	be.PutUint16(b[offFlags:], flags)
 	be.PutUint32(b[offLength:], uint32(n))
 	be.PutUint64(b[offSeq:], seq)
-	copy(b[HeaderSize:], head)
-	copy(b[HeaderSize+len(head):], data)
 	end := HeaderSize + n
 	if s := w.sess; s != nil {
 		nonce := s.setSeq(seq)

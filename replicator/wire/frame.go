@@ -46,9 +46,9 @@ const (
 	// FlagEncrypted marks a payload encrypted with the session's AES-GCM
 	// key. Set exactly when both peers advertised CapEncrypt.
 	FlagEncrypted uint16 = 1 << 1
-	// FlagCompressed is reserved for per-frame payload compression
-	// (CapCompress). No compression is negotiated yet, so a frame carrying
-	// it is rejected.
+	// FlagCompressed marks a Write or ResyncData whose data (the payload
+	// after its 16-byte header) is one s2 block. Allowed only when both
+	// peers advertised CapCompress; set per frame, when it saves space.
 	FlagCompressed uint16 = 1 << 2
 
 	knownFlags = FlagMAC | FlagEncrypted | FlagCompressed
@@ -224,6 +224,10 @@ var (
 	// ErrPayloadTooLarge reports an attempt to send a payload larger than
 	// the negotiated maximum.
 	ErrPayloadTooLarge = errors.New("mirror payload too large")
+	// ErrTLSMismatch reports a handshake refused because one side runs
+	// the mirror connect in TLS and the other does not; the error says
+	// which.
+	ErrTLSMismatch = errors.New("mirror TLS mismatch")
 )
 
 var reasonErrs = [NumReasons]error{

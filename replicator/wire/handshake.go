@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 )
@@ -15,15 +16,17 @@ const (
 	// CapEncrypt asks for AES-GCM encryption of every session payload, on
 	// top of the authentication every session frame always has.
 	CapEncrypt uint32 = 1 << 0
-	// CapCompress is reserved for per-frame payload compression. This
-	// version never negotiates it.
+	// CapCompress asks for s2 compression of the data of Write and
+	// ResyncData frames, frame by frame where it saves space (Config.Compress).
 	CapCompress uint32 = 1 << 1
-	// CapTLS is reserved for running the mirror connect inside TLS. This
-	// version never negotiates it.
+	// CapTLS says the sender runs the mirror connect inside TLS 1.3
+	// (Config.TLS). Unlike the others it must match: a side with TLS
+	// refuses a peer without it and the reverse (ErrTLSMismatch), and with
+	// it the transcript is bound to the TLS connection.
 	CapTLS uint32 = 1 << 2
 
 	// supportedCaps are the capabilities this version can use.
-	supportedCaps = CapEncrypt
+	supportedCaps = CapEncrypt | CapCompress | CapTLS
 )
 
 // Roles (Hello byte 97).
@@ -189,13 +192,15 @@ func keyed(key *[32]byte, label string, th *[32]byte) [32]byte {
 	return out
 }
 
-// transcript returns SHA-256 over the label, the client's Hello payload
-// and the server's Hello payload (the HelloAck without its proof).
-func transcript(client, server []byte) [32]byte {
+// transcript returns SHA-256 over the label, the client's Hello payload,
+// the server's Hello payload (the HelloAck without its proof) and, when
+// both run in TLS, the TLS connection's exporter value.
+func transcript(client, server, binding []byte) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(keyLabel + " transcript"))
 	h.Write(client)
 	h.Write(server)
+	h.Write(binding)
 	var th [32]byte
 	h.Sum(th[:0])
 	return th
@@ -210,6 +215,16 @@ type Config struct {
 	Local Hello
 	// Rand is the source of the nonce; nil means crypto/rand.
 	Rand io.Reader
+	// Compress advertises CapCompress: Write and ResyncData data is
+	// compressed if the peer advertises it too.
+	Compress bool
+	// TLS is the state of the TLS connection the handshake runs in
+	// (TLSState of the connection, after its TLS handshake), or nil if it
+	// does not run in TLS. It must be a completed, mutually authenticated
+	// TLS 1.3 connection. The handshake advertises CapTLS exactly when TLS
+	// is set, refuses a peer that disagrees, and binds its transcript to
+	// the TLS connection's exporter.
+	TLS *tls.ConnectionState
 }
 
 // Result is a completed handshake.
@@ -217,7 +232,7 @@ type Result struct {
 	// Peer is what the peer announced, authenticated.
 	Peer Hello
 	// Caps are the capabilities both peers advertised and this version
-	// supports.
+	// supports: CapEncrypt, CapCompress and CapTLS.
 	Caps uint32
 }
 
@@ -228,7 +243,7 @@ type Result struct {
 // Result.Peer with its own state (config hash, volume, generations) and
 // sends Close if it refuses the peer.
 func Client(r *Reader, w *Writer, cfg Config) (Result, error) {
-	local, err := prepare(cfg)
+	local, binding, err := prepare(cfg)
 	if err != nil {
 		return Result{}, err
 	}
@@ -245,7 +260,7 @@ func Client(r *Reader, w *Writer, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("read hello ack: %w", err)
 	}
 	if f.Type != TypeHelloAck {
-		return Result{}, r.peerRefused(f)
+		return Result{}, r.peerRefusedClient(f, local)
 	}
 	peer, proofS, err := ParseHelloAck(f.Payload)
 	if err != nil {
@@ -255,8 +270,11 @@ func Client(r *Reader, w *Writer, cfg Config) (Result, error) {
 		r.counters.add(ReasonAuth)
 		return Result{}, fmt.Errorf("hello ack: %w", ErrReflected)
 	}
+	if err := checkTLS(w, local, peer); err != nil {
+		return Result{}, err
+	}
 	key := DeriveKey(cfg.ClusterKey)
-	th := transcript(helloC, f.Payload[:HelloSize])
+	th := transcript(helloC, f.Payload[:HelloSize], binding)
 	want := keyed(&key, "server proof", &th)
 	if !hmac.Equal(want[:], proofS[:]) {
 		r.counters.add(ReasonAuth)
@@ -276,7 +294,7 @@ func Client(r *Reader, w *Writer, cfg Config) (Result, error) {
 // send HelloAck with this node's proof, read and verify Auth. On success
 // r and w authenticate every later frame with per-direction session keys.
 func Server(r *Reader, w *Writer, cfg Config) (Result, error) {
-	local, err := prepare(cfg)
+	local, binding, err := prepare(cfg)
 	if err != nil {
 		return Result{}, err
 	}
@@ -295,12 +313,15 @@ func Server(r *Reader, w *Writer, cfg Config) (Result, error) {
 		r.counters.add(ReasonAuth)
 		return Result{}, fmt.Errorf("hello: %w", ErrReflected)
 	}
+	if err := checkTLS(w, local, peer); err != nil {
+		return Result{}, err
+	}
 	var helloC [HelloSize]byte
 	copy(helloC[:], f.Payload)
 	key := DeriveKey(cfg.ClusterKey)
 	var ab [HelloAckSize]byte
 	helloS := local.Put(ab[:HelloSize])
-	th := transcript(helloC[:], helloS)
+	th := transcript(helloC[:], helloS, binding)
 	proofS := keyed(&key, "server proof", &th)
 	copy(ab[HelloSize:], proofS[:])
 	if _, err := w.WriteFrame(TypeHelloAck, ab[:], nil); err != nil {
@@ -343,6 +364,18 @@ func (e *PeerError) Error() string {
 	return fmt.Sprintf("peer sent %s, code %d: %s", e.Type, e.Code, e.Message)
 }
 
+// peerRefusedClient is peerRefused for the client's first answer: a
+// server that refused it for a TLS mismatch (Error with code CloseTLS)
+// gives an ErrTLSMismatch that says which side has TLS off.
+func (r *Reader) peerRefusedClient(f Frame, local Hello) error {
+	err := r.peerRefused(f)
+	if pe, ok := err.(*PeerError); ok && pe.Type == TypeError && pe.Code == CloseTLS {
+		mine := local.Caps&CapTLS != 0
+		return fmt.Errorf("%w: this node (%d) has TLS %s, the peer has it %s: %w", ErrTLSMismatch, local.Node, onOff(mine), onOff(!mine), pe)
+	}
+	return err
+}
+
 // peerRefused turns an out-of-order handshake frame into an error: a
 // PeerError for Error and Close, an ErrUnexpected rejection otherwise.
 func (r *Reader) peerRefused(f Frame) error {
@@ -357,28 +390,69 @@ func (r *Reader) peerRefused(f Frame) error {
 	return r.reject(ReasonUnexpected, f.Seq)
 }
 
-func prepare(cfg Config) (Hello, error) {
+// prepare returns the Hello this node sends and, when it runs in TLS, the
+// TLS binding of the transcript.
+func prepare(cfg Config) (Hello, []byte, error) {
 	if len(cfg.ClusterKey) == 0 {
-		return Hello{}, fmt.Errorf("handshake: empty cluster key")
+		return Hello{}, nil, fmt.Errorf("handshake: empty cluster key")
 	}
 	local := cfg.Local
 	if local.MaxPayload == 0 {
 		local.MaxPayload = MaxPayload
 	}
 	local.MaxPayload = min(max(local.MaxPayload, MinMaxPayload), MaxPayload)
+	if cfg.Compress {
+		local.Caps |= CapCompress
+	}
+	var binding []byte
+	switch {
+	case cfg.TLS != nil:
+		var err error
+		if binding, err = tlsBinding(cfg.TLS); err != nil {
+			return Hello{}, nil, err
+		}
+		local.Caps |= CapTLS
+	case local.Caps&CapTLS != 0:
+		return Hello{}, nil, fmt.Errorf("handshake: CapTLS set without a TLS connection (Config.TLS)")
+	}
 	rnd := cfg.Rand
 	if rnd == nil {
 		rnd = rand.Reader
 	}
 	if _, err := io.ReadFull(rnd, local.Nonce[:]); err != nil {
-		return Hello{}, fmt.Errorf("handshake nonce: %w", err)
+		return Hello{}, nil, fmt.Errorf("handshake nonce: %w", err)
 	}
 	// Validate our own Hello as the peer will.
 	var b [HelloSize]byte
 	if _, err := ParseHello(local.Put(b[:])); err != nil {
-		return Hello{}, fmt.Errorf("handshake local hello: %w", err)
+		return Hello{}, nil, fmt.Errorf("handshake local hello: %w", err)
 	}
-	return local, nil
+	return local, binding, nil
+}
+
+// onOff names a TLS setting in mismatch errors.
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// checkTLS refuses a peer whose Hello disagrees with this node's about
+// TLS: it tells the peer with an Error frame (code CloseTLS) and returns
+// an ErrTLSMismatch that says which side has TLS off. A side running in
+// TLS thus never goes on with a peer that does not, whatever sits between
+// them.
+func checkTLS(w *Writer, local, peer Hello) error {
+	mine, theirs := local.Caps&CapTLS != 0, peer.Caps&CapTLS != 0
+	if mine == theirs {
+		return nil
+	}
+	msg := fmt.Sprintf("TLS mismatch: node %d has TLS %s, node %d has it %s", local.Node, onOff(mine), peer.Node, onOff(theirs))
+	if _, err := w.WriteFrame(TypeError, ErrorMsg{Code: CloseTLS, Message: msg}.Append(nil), nil); err == nil {
+		_ = w.Flush()
+	}
+	return fmt.Errorf("%w: this node (%d) has TLS %s, peer node %d has it %s", ErrTLSMismatch, local.Node, onOff(mine), peer.Node, onOff(theirs))
 }
 
 // finish derives the per-direction session keys from the transcript and
@@ -386,6 +460,7 @@ func prepare(cfg Config) (Hello, error) {
 func finish(r *Reader, w *Writer, key, th *[32]byte, local, peer Hello, server bool) (Result, error) {
 	caps := local.Caps & peer.Caps & supportedCaps
 	encrypt := caps&CapEncrypt != 0
+	compress := caps&CapCompress != 0
 	c2s := keyed(key, "client to server key", th)
 	s2c := keyed(key, "server to client key", th)
 	rk, wk := s2c, c2s
@@ -401,6 +476,7 @@ func finish(r *Reader, w *Writer, key, th *[32]byte, local, peer Hello, server b
 		return Result{}, err
 	}
 	r.sess, w.sess = rs, ws
+	r.compress, w.compress = compress, compress
 	r.SetMaxPayload(int(local.MaxPayload))
 	w.SetMaxPayload(int(peer.MaxPayload))
 	return Result{Peer: peer, Caps: caps}, nil

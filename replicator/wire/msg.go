@@ -395,6 +395,10 @@ const (
 	CloseUnrelated uint32 = 2
 	// CloseConfig reports a configuration or volume mismatch.
 	CloseConfig uint32 = 3
+	// CloseTLS reports that one side runs the mirror connect in TLS and
+	// the other does not. The handshake sends it as an Error frame's code,
+	// with a message naming the side that has TLS off.
+	CloseTLS uint32 = 4
 )
 
 // Close is the payload of a Close frame.
