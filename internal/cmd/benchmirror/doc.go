@@ -1,0 +1,55 @@
+// Command benchmirror measures the mirror disk (make bench-mirror): the
+// replication engine's sequential throughput, its 4 KiB sync write latency
+// and its resync, each beside a baseline measured in the same run.
+//
+// Topology: two anonymous network namespaces, a (the primary) and b (the
+// secondary), joined by one veth pair, 198.18.0.1/30 and 198.18.0.2/30.
+// Both engines run in this process; each socket is opened on a thread
+// inside its namespace, so all mirror traffic crosses the veth. The
+// namespaces have no name under /run/netns and vanish with the process,
+// even a killed one. The partitions are files of the same size (-size,
+// 1 GiB) on a real disk, in a work directory under the module's bin/
+// (-dir), removed afterwards; directories left by runs that died are
+// removed first.
+//
+// It measures the link first: TCP ping-pong RTT (64 bytes) and one TCP
+// stream of 1 MiB writes (the throughput ceiling). Then three partitions
+// are filled: the primary's, the secondary's, and a raw one alike in size,
+// fill and disk. "raw" is that partition written as the engine writes its
+// backing file (page cache, and fsync for a sync write); once, for
+// context, the raw and the secondary's partitions are written at once (the
+// disk work of a mirror whose two partitions share one disk). Then come
+// -rounds interleaved rounds, so that a noisy machine spreads its noise
+// over every variant; each round runs
+//
+//   - a full sync of the volume to a fresh secondary (the first one
+//     creates the mirror);
+//   - on the raw partition, through the engine in sync mode and in async
+//     mode: sequential 1 MiB writes of the whole volume, -seq-qd in
+//     flight, ending with a timed flush; then random aligned 4 KiB sync
+//     writes at queue depth 1 (-rand-time per variant, split over the
+//     rounds); in sync mode the sequential run again with every bitmap bit
+//     already durable (a diagnostic: the cost of the write-ahead bitmap);
+//   - a differential resync: 1 % of the bitmap's regions written at
+//     random while disconnected, then a reconnect, timed until in sync.
+//
+// Sequential rates and resync times are the median of the rounds; random
+// write latencies are pooled. A data check ends the run: after the last
+// flush both mirror partitions must be equal.
+//
+// Each measurement through the engine starts from the same state: flushed
+// end to end, the dirty bitmap clean on the cluster partition (so the
+// first write to a region pays the write-ahead bitmap sync, as after any
+// flush), the partitions' pages dropped from the page cache.
+//
+// It prints every figure, the three goals with MET or NOT MET (a
+// goal not met does not fail the run), and ends with three lines:
+//
+//	bench-mirror: seq-MBps raw=N tcp=N sync=N async=N
+//	bench-mirror: rand4k-p99-us raw=N sync=N async=N
+//	bench-mirror: resync-1pct-vs-full ratio=R
+//
+// MB are 10^6 bytes. It runs as root, in about two minutes. -quick is a
+// short run (64 MiB partitions, one round); -keep keeps the work
+// directory; -v prints each figure as it is measured; -h lists the flags.
+package main
