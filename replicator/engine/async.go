@@ -52,10 +52,9 @@ type qitem struct {
 // bitmap: the region is already marked dirty and the catch-up resync will
 // copy it. Caller holds e.mu.
 func (e *Engine) enqueueLocked(c *conn, s span, data []byte, fua bool) {
-	if e.cur != c || !c.primary {
-		// The peer was lost, or this node was promoted on a connection
-		// it began as secondary (no pump): the region stays dirty for
-		// the next connect's resync.
+	if e.cur != c {
+		// The peer was lost: the region stays dirty for the next
+		// connection's resync.
 		return
 	}
 	n := uint64(len(data))
@@ -74,15 +73,19 @@ func (e *Engine) enqueueLocked(c *conn, s span, data []byte, fua bool) {
 	}
 }
 
-// fallBackLocked switches to bitmap tracking until the catch-up resync:
-// no more writes are queued and no bit is cleared, because an acked region
-// may since have been written without being queued. Caller holds e.mu.
+// fallBackLocked switches to bitmap tracking until the catch-up resync
+// starts: no more writes are queued and no bit is cleared, because an
+// acked region may since have been written without being queued. Caller
+// holds e.mu.
 func (e *Engine) fallBackLocked() {
 	if !e.behind {
 		e.behind = true
 		e.fallbacks++
 	}
 	e.cands = nil
+	if e.cur != nil {
+		e.cur.kickResync()
+	}
 }
 
 // resetQueueLocked forgets the queue when the connection ends: every
@@ -95,11 +98,14 @@ func (e *Engine) resetQueueLocked() {
 	e.cond.Broadcast()
 }
 
-// pump sends the async queue in order and runs the catch-up resync once
-// the engine is behind and every sent write was acked.
+// pump sends the async queue in order (in sync mode it has nothing to
+// do).
 func (c *conn) pump() {
 	e := c.e
 	defer e.wg.Done()
+	if e.cfg.Mode != AsyncMode {
+		return
+	}
 	var hb [wire.WriteHeaderSize]byte
 	for {
 		e.mu.Lock()
@@ -117,13 +123,14 @@ func (c *conn) pump() {
 			h := wire.WriteHeader{Offset: it.s.off, Length: uint32(len(it.data)), Flags: flags}
 			err := c.send(wire.TypeWrite, h.Put(hb[:]), it.data, func(sq uint64) {
 				// Move it from aq to unacked at once, so clearing never
-				// misses it.
+				// misses it; a chunk waiting for it may go after it.
 				e.mu.Lock()
 				if e.cur == c && len(e.aq) > 0 && e.aq[0] == it {
 					e.aq[0] = nil
 					e.aq = e.aq[1:]
 					it.seq, it.sentAt = sq, time.Now()
 					e.unacked = append(e.unacked, it)
+					e.cond.Broadcast()
 				}
 				e.mu.Unlock()
 			})
@@ -131,14 +138,10 @@ func (c *conn) pump() {
 				c.fail(err)
 				return
 			}
+			e.replicated.Add(uint64(len(it.data)))
 			continue
 		}
-		catchUp := e.behind && len(e.unacked) == 0
 		e.mu.Unlock()
-		if catchUp {
-			c.catchUp()
-			continue
-		}
 		select {
 		case <-c.kick:
 		case <-c.done:
@@ -159,6 +162,7 @@ func (c *conn) ackAsync(a wire.WriteAck) error {
 	if a.Status != wire.StatusOK {
 		return fmt.Errorf("%w: peer write status %d", ErrPeerLost, a.Status)
 	}
+	e.lastAck = time.Now()
 	for len(e.unacked) > 0 && e.unacked[0].seq <= a.To {
 		it := e.unacked[0]
 		e.unacked[0] = nil
@@ -168,113 +172,40 @@ func (c *conn) ackAsync(a wire.WriteAck) error {
 		e.ackedSeq = it.idx
 		e.addCandidateLocked(it.s, c)
 	}
-	if len(e.unacked) == 0 {
-		e.cond.Broadcast()
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+	e.cond.Broadcast()
+	if e.behind && e.queueRoomLocked() {
+		c.kickResync()
 	}
 	return nil
 }
 
-// ackOverdue reports an async write sent longer than Timeout ago and not
-// acked.
+// queueRoomLocked reports whether the queue drained to half its bounds:
+// a catch-up starts only then, so that the writes it queues again do not
+// overflow at once. Caller holds e.mu.
+func (e *Engine) queueRoomLocked() bool {
+	return e.qWrites*2 <= e.cfg.MaxQueueWrites && e.qBytes*2 <= uint64(e.cfg.MaxQueueBytes)
+}
+
+// ackOverdue reports async writes waiting for an ack while the peer made
+// no progress for Timeout: neither the oldest was sent nor any ack came
+// within it. (A deep queue on a slow link is old but progressing.)
 func (c *conn) ackOverdue() bool {
 	e := c.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.cur == c && len(e.unacked) > 0 && time.Since(e.unacked[0].sentAt) > e.cfg.Timeout
+	if e.cur != c || len(e.unacked) == 0 {
+		return false
+	}
+	last := e.unacked[0].sentAt
+	if e.lastAck.After(last) {
+		last = e.lastAck
+	}
+	return time.Since(last) > e.cfg.Timeout
 }
 
-// catchUp is the in-session differential resync after a fallback: with
-// writes held and the queue drained, it sends every dirty run as
-// ResyncData, then a Flush, and clears the runs once the peer acked it.
-func (c *conn) catchUp() {
-	e := c.e
-	e.gate.Lock()
-	defer e.gate.Unlock()
-	e.mu.Lock()
-	if e.cur != c || !e.behind || len(e.aq) > 0 || len(e.unacked) > 0 {
-		e.mu.Unlock()
-		return
-	}
-	e.state = Resyncing
-	e.flushIDSeq++
-	id := e.flushIDSeq
-	e.mu.Unlock()
-
-	var runs []span
-	var total uint64
-	e.bm.Runs(func(off, n uint64) bool {
-		runs = append(runs, span{off, off + n})
-		total += n
-		return true
-	})
-	e.mu.Lock()
-	e.rsTotal, e.rsDone = total, 0
-	e.mu.Unlock()
-	chunk := min(c.maxData, wire.MaxData)
-	buf := make([]byte, chunk)
-	var hb [wire.WriteHeaderSize]byte
-	for _, r := range runs {
-		for off := r.off; off < r.end; {
-			n := min(uint64(chunk), r.end-off)
-			data := buf[:n]
-			if _, err := e.cfg.Data.ReadAt(data, int64(off)); err != nil {
-				c.fail(fmt.Errorf("mirror catch-up read at %d: %w", off, err))
-				return
-			}
-			h := wire.WriteHeader{Offset: off, Length: uint32(n), Flags: wire.StatusOK}
-			if err := c.send(wire.TypeResyncData, h.Put(hb[:]), data, nil); err != nil {
-				c.fail(err)
-				return
-			}
-			off += n
-			e.mu.Lock()
-			e.rsDone += n
-			e.rsSent += n
-			e.mu.Unlock()
-		}
-	}
-	ch := make(chan uint32, 1)
-	var fb [wire.FlushSize]byte
-	err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(fb[:]), nil, func(uint64) {
-		c.mu.Lock()
-		c.flushes[id] = ch
-		c.mu.Unlock()
-	})
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	st, ok, _ := c.wait(context.Background(), ch, "catch-up flush ack")
-	if !ok {
-		return
-	}
-	if st != wire.StatusOK {
-		c.fail(fmt.Errorf("%w: peer flush status %d", ErrPeerLost, st))
-		return
-	}
-	for _, r := range runs {
-		e.bm.Clear(r.off, r.end-r.off)
-	}
-	werr := e.bm.WriteBack()
-	e.mu.Lock()
-	if e.cur == c {
-		e.behind = false
-		e.state = Connected
-		if werr != nil {
-			e.lastErr = werr.Error()
-		}
-	}
-	e.cond.Broadcast()
-	e.mu.Unlock()
-}
-
-// writeAsync is Write in async mode once the region is in flight and
-// marked dirty: queue the write to c (or fall back to the bitmap), then
-// write locally.
+// writeAsync is Write in async mode once the region is locked and marked
+// dirty: queue the write to c (or fall back to the bitmap), then write
+// locally.
 func (e *Engine) writeAsync(c *conn, s span, data []byte, fua bool) error {
 	if c != nil {
 		e.mu.Lock()
@@ -293,18 +224,19 @@ func (e *Engine) writeAsync(c *conn, s span, data []byte, fua bool) error {
 			e.fallBackLocked()
 		}
 		e.mu.Unlock()
-		e.dropCandidates(s)
+		e.keepDirty(s)
 		return fmt.Errorf("mirror write at %d: %w", s.off, werr)
 	}
 	return nil
 }
 
 // flushAsync is Flush in async mode: local sync, wait until every write
-// queued before it is acked, an end-to-end Flush, clearing; then, if the
-// engine fell back to the bitmap, wait for the catch-up resync.
-func (e *Engine) flushAsync(ctx context.Context) error {
+// queued before it is acked, an end-to-end Flush, clearing; then, if
+// waitCatchUp and the engine fell back to the bitmap, wait for the
+// catch-up resync.
+func (e *Engine) flushAsync(ctx context.Context, waitCatchUp bool) error {
 	c, err := e.flushQueued(ctx)
-	if err != nil || c == nil {
+	if err != nil || c == nil || !waitCatchUp {
 		return err
 	}
 	stop := context.AfterFunc(ctx, func() {
@@ -315,19 +247,14 @@ func (e *Engine) flushAsync(ctx context.Context) error {
 	defer stop()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for e.cur == c && e.behind && ctx.Err() == nil {
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+	for e.cur == c && (e.behind || (e.rs != nil && e.rs.catchUp)) && ctx.Err() == nil {
+		c.kickResync()
 		e.cond.Wait()
 	}
 	return ctx.Err()
 }
 
 func (e *Engine) flushQueued(ctx context.Context) (*conn, error) {
-	e.gate.RLock()
-	defer e.gate.RUnlock()
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -413,6 +340,17 @@ func (e *Engine) queuedBitsLocked() map[uint64]struct{} {
 		}
 	}
 	return m
+}
+
+// unsentOverlapsLocked reports whether an async write queued and not yet
+// sent overlaps s. Caller holds e.mu.
+func (e *Engine) unsentOverlapsLocked(s span) bool {
+	for _, it := range e.aq {
+		if it.s.overlaps(s) {
+			return true
+		}
+	}
+	return false
 }
 
 // overlapsBits reports whether the aligned span s touches a bit in m.

@@ -49,7 +49,7 @@ func asyncPair(t *testing.T, tweak func(*Config)) (p, s *node, hv *heldVolume) {
 		}
 	})
 	s = newNodeCfg(t, Secondary, 2, gens, func(c *Config) {
-		hv = &heldVolume{Volume: c.Data}
+		hv = &heldVolume{} // its Volume is set when the node starts
 		c.Data = hv
 	})
 	mustConnect(t, p, s)

@@ -14,20 +14,36 @@ import (
 
 // conn is one authenticated connection to the peer.
 type conn struct {
-	e       *Engine
-	nc      net.Conn
-	r       *wire.Reader
-	w       *wire.Writer
-	primary bool // local role when connected
-	maxData int  // largest data block the peer accepts in one frame
+	e        *Engine
+	nc       net.Conn
+	r        *wire.Reader
+	w        *wire.Writer
+	maxData  int              // largest data block the peer accepts in one frame
+	peerGens meta.Generations // the peer's, from its Hello: a resync target takes them
 
 	wmu sync.Mutex // serialises w
 
-	mu      sync.Mutex
-	pending map[uint64]chan uint32 // Write frame seq -> ack status
-	flushes map[uint64]chan uint32 // Flush id -> ack status
+	mu       sync.Mutex
+	pending  map[uint64]chan uint32            // Write frame seq -> ack status
+	flushes  map[uint64]chan uint32            // Flush id -> ack status
+	verifies map[uint64]chan wire.VerifyDigest // VerifyRequest offset -> digest
 
-	kick chan struct{} // wakes the async pump
+	// target (under e.mu) is set while this node is the target of a
+	// resync on this connection, from ResyncBegin to ResyncDone.
+	target bool
+	// failed (under e.mu) is set by fail.
+	failed bool
+
+	kick    chan struct{}   // wakes the async pump
+	rsKick  chan struct{}   // wakes the resync loop
+	digests chan wire.Range // verify requests for the digest worker
+
+	// Replies of the read loop (acks, pongs) wait here for the reply
+	// loop, so that a read loop never blocks on the network: two read
+	// loops each blocked sending to the other would deadlock.
+	rmu     sync.Mutex
+	replies []reply
+	rKick   chan struct{}
 
 	once sync.Once
 	done chan struct{}
@@ -35,10 +51,14 @@ type conn struct {
 }
 
 // Connect runs the handshake on nc (as the client if dialer, else as the
-// server), compares generations and runs a resync if one is needed, all
-// while writes are held. On success it returns with the session running in
-// the background until the connection breaks; the engine owns nc. On
-// failure nc is closed. A connection already running is replaced.
+// server; nc may be a *tls.Conn whose TLS handshake completed: the
+// handshake is then bound to it and a peer without TLS is refused),
+// compares generations and roles and, when a resync is needed,
+// exchanges the bitmaps and starts it, all while writes are held. On
+// success it returns with the session running in the background until
+// the connection breaks; a resync then streams in the session while
+// writes are replicated. The engine owns nc. On failure nc is closed. A
+// connection already running is replaced.
 func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 	e.mu.Lock()
 	closed, old := e.closed, e.cur
@@ -66,23 +86,27 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 	e.mu.Unlock()
 
 	c := &conn{
-		e: e, nc: nc, r: wire.NewReader(nc, nil), w: wire.NewWriter(nc),
-		primary: role == Primary,
-		pending: make(map[uint64]chan uint32),
-		flushes: make(map[uint64]chan uint32),
-		done:    make(chan struct{}),
-		kick:    make(chan struct{}, 1),
+		e: e, nc: nc, r: wire.NewReader(nc, &e.counters), w: wire.NewWriter(nc),
+		pending:  make(map[uint64]chan uint32),
+		flushes:  make(map[uint64]chan uint32),
+		verifies: make(map[uint64]chan wire.VerifyDigest),
+		done:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		rsKick:   make(chan struct{}, 1),
+		digests:  make(chan wire.Range, verifyWindow),
+		rKick:    make(chan struct{}, 1),
 	}
-	err := c.establish(sb, role, dialer)
+	rs, err := c.establish(sb, role, dialer)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
 	if err != nil {
 		nc.Close()
 		e.mu.Lock()
-		if e.state != SplitBrain {
+		if e.state != SplitBrain || !errors.Is(err, ErrSplitBrain) {
 			e.state = StandAlone
 		}
+		e.peer = -1
 		e.lastErr = err.Error()
 		e.mu.Unlock()
 		return err
@@ -91,27 +115,127 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 	e.mu.Lock()
 	e.cur = c
 	e.state = Connected
-	e.diverged = false
+	if rs != nil {
+		e.rs = rs
+		e.startRunLocked(rs)
+	}
+	if rs != nil || c.target {
+		e.state = Resyncing
+	}
 	e.lastErr = ""
 	e.resetQueueLocked()
-	async := c.primary && e.cfg.Mode == AsyncMode
-	if async {
-		e.wg.Add(1)
-	}
-	e.wg.Add(2)
+	e.wg.Add(6)
 	e.mu.Unlock()
 	go c.readLoop()
+	go c.replyLoop()
 	go c.pingLoop()
-	if async {
-		go c.pump()
-	}
+	go c.resyncLoop()
+	go c.digestLoop()
+	go c.pump()
 	return nil
 }
 
-// establish runs the handshake, the checks and the resync.
-func (c *conn) establish(sb meta.Superblock, role Role, dialer bool) error {
+// side is what the connection plan needs to know of one node.
+type side struct {
+	role  Role
+	gens  meta.Generations
+	flags uint32 // superblock flags, with meta.FlagHelloDirty
+	node  uint8
+}
+
+func (s side) inconsistent() bool {
+	return s.flags&meta.FlagConsistent == 0 && s.gens.Current != 0
+}
+
+// plan is what a connection does after the handshake.
+type plan struct {
+	raw     meta.Decision // meta.Compare's
+	verdict meta.Verdict  // after a split brain resolution
+	source  bool          // this node sends a resync
+	target  bool          // this node receives one
+	code    uint32        // with err: the Close code refusing the peer
+	err     error
+}
+
+// decide plans a connection from both sides' roles, generations and
+// flags. Both sides compute mirrored plans from the same two Hellos.
+//
+//   - Split brain stays refused unless an operator resolved it on either
+//     side (FlagResolveDiscard / FlagResolveKeep): then the resolution
+//     turns it into a resync (meta.ResolveSplitBrain); opposite choices on
+//     both sides are refused.
+//   - Unrelated data and two primaries are refused.
+//   - The newer data is the source, whatever the roles, except that a
+//     primary is never a resync target: a secondary newer than a primary
+//     is refused (the primary holds older data its users see).
+//   - In sync, a resync of the dirty bitmaps still runs when either side
+//     has dirty bits or is inconsistent (a crash left in-flight regions):
+//     from the primary, else the consistent side, else the side that was
+//     primary last (FlagPrimary), else the lower node index.
+//   - Both fresh: nothing to copy; the first Promote makes the source.
+func decide(l, p side) plan {
+	v := meta.Compare(l.gens, p.gens)
+	pl := plan{raw: v.Decision, verdict: v}
+	refuse := func(code uint32, err error) plan {
+		pl.code, pl.err = code, err
+		return pl
+	}
+	if v.Decision == meta.SplitBrain {
+		localWins := l.flags&meta.FlagResolveKeep != 0 || p.flags&meta.FlagResolveDiscard != 0
+		peerWins := l.flags&meta.FlagResolveDiscard != 0 || p.flags&meta.FlagResolveKeep != 0
+		switch {
+		case localWins && peerWins:
+			return refuse(wire.CloseSplitBrain, fmt.Errorf("%w: the operators' resolutions conflict (both sides keep, or both discard, their data)", ErrSplitBrain))
+		case !localWins && !peerWins:
+			return refuse(wire.CloseSplitBrain, ErrSplitBrain)
+		}
+		pl.verdict = meta.ResolveSplitBrain(v, peerWins)
+	}
+	switch d := pl.verdict.Decision; {
+	case d == meta.Unrelated:
+		return refuse(wire.CloseUnrelated, fmt.Errorf("%w: unrelated data", ErrRefused))
+	case l.role == Primary && p.role == Primary:
+		return refuse(wire.CloseConfig, fmt.Errorf("%w: both primary", ErrRefused))
+	case d == meta.BothFresh:
+	case d == meta.InSync:
+		if (l.flags|p.flags)&meta.FlagHelloDirty == 0 && !l.inconsistent() && !p.inconsistent() {
+			break
+		}
+		lp, pp := l.flags&meta.FlagPrimary != 0, p.flags&meta.FlagPrimary != 0
+		switch {
+		case l.role != p.role:
+			pl.source = l.role == Primary
+		case l.inconsistent() != p.inconsistent():
+			pl.source = p.inconsistent()
+		case lp != pp:
+			pl.source = lp
+		default:
+			pl.source = l.node < p.node
+		}
+		pl.target = !pl.source
+	case d == meta.LocalNewer:
+		if p.role == Primary {
+			return refuse(wire.CloseConfig, fmt.Errorf("%w: the peer is primary with older data", ErrRefused))
+		}
+		pl.source = true
+	case d == meta.PeerNewer:
+		if l.role == Primary {
+			return refuse(wire.CloseConfig, fmt.Errorf("%w: this node is primary with older data than the peer", ErrRefused))
+		}
+		pl.target = true
+	}
+	return pl
+}
+
+// establish runs the handshake, the plan and the bitmap exchange. It
+// returns the resync this node is to source, if any.
+func (c *conn) establish(sb meta.Superblock, role Role, dialer bool) (*resyncRun, error) {
 	e := c.e
 	c.deadline()
+	flags := sb.Flags
+	if e.bm.Count() > 0 {
+		flags |= meta.FlagHelloDirty
+	}
 	hello := wire.Hello{
 		ConfigHash:  e.cfg.ConfigHash,
 		VolumeUUID:  sb.VolumeUUID,
@@ -119,12 +243,14 @@ func (c *conn) establish(sb meta.Superblock, role Role, dialer bool) error {
 		Size:        sb.Size,
 		BlockSize:   sb.BlockSize,
 		MaxPayload:  wire.MaxPayload,
-		DiskFlags:   sb.Flags,
+		DiskFlags:   flags,
 		Node:        e.cfg.Node,
 		Role:        uint8(role),
 		Gens:        wire.Generations(sb.Gens),
 	}
-	cfg := wire.Config{ClusterKey: e.cfg.ClusterKey, Local: hello}
+	// Run over TLS (the caller completed its handshake), the cluster-key
+	// handshake is bound to that TLS connection.
+	cfg := wire.Config{ClusterKey: e.cfg.ClusterKey, Local: hello, Compress: e.cfg.Compress, TLS: wire.TLSState(c.nc)}
 	var res wire.Result
 	var err error
 	if dialer {
@@ -133,41 +259,51 @@ func (c *conn) establish(sb meta.Superblock, role Role, dialer bool) error {
 		res, err = wire.Server(c.r, c.w, cfg)
 	}
 	if err != nil {
-		return fmt.Errorf("mirror handshake: %w", err)
+		return nil, fmt.Errorf("mirror handshake: %w", err)
 	}
 	peer := res.Peer
 	c.maxData = int(peer.MaxPayload) - wire.WriteHeaderSize
 	c.w.SetMaxPayload(int(peer.MaxPayload))
+	c.peerGens = meta.Generations(peer.Gens)
 	if peer.VolumeUUID != sb.VolumeUUID || peer.Size != sb.Size || peer.BlockSize != sb.BlockSize || peer.ConfigHash != e.cfg.ConfigHash {
-		return c.refuse(wire.CloseConfig, fmt.Errorf("%w: different volume or configuration", ErrRefused))
+		return nil, c.refuse(wire.CloseConfig, fmt.Errorf("%w: different volume or configuration", ErrRefused))
 	}
-	peerRole := Role(peer.Role)
-	v := meta.Compare(sb.Gens, meta.Generations(peer.Gens))
+	pl := decide(side{role, sb.Gens, flags, e.cfg.Node}, side{Role(peer.Role), c.peerGens, peer.DiskFlags, peer.Node})
 	e.mu.Lock()
-	e.verdict = v.Decision.String()
+	e.verdict = pl.verdict.Decision.String()
 	e.peer = int(peer.Node)
-	e.peerRole = peerRole
-	e.mu.Unlock()
-
-	if v.Decision == meta.SplitBrain {
-		e.mu.Lock()
+	e.peerRole = Role(peer.Role)
+	switch {
+	case pl.verdict.Decision == meta.PeerNewer:
+		e.older = true
+	case pl.err == nil:
+		e.older = false
+	}
+	if pl.raw == meta.SplitBrain && pl.err != nil {
 		e.state = SplitBrain
-		e.mu.Unlock()
-		return c.refuse(wire.CloseSplitBrain, ErrSplitBrain)
+	}
+	e.mu.Unlock()
+	if pl.err != nil {
+		return nil, c.refuse(pl.code, pl.err)
+	}
+	if pl.raw != meta.SplitBrain && sb.Flags&(meta.FlagResolveDiscard|meta.FlagResolveKeep) != 0 {
+		// A resolution left from a split brain that is gone.
+		if err := e.updateSuperblock(func(sb *meta.Superblock) { sb.Flags &^= meta.FlagResolveDiscard | meta.FlagResolveKeep }); err != nil {
+			return nil, err
+		}
 	}
 	switch {
-	case v.Decision == meta.Unrelated:
-		return c.refuse(wire.CloseUnrelated, fmt.Errorf("%w: unrelated data", ErrRefused))
-	case role == Primary && peerRole == Primary:
-		return c.refuse(wire.CloseConfig, fmt.Errorf("%w: both primary", ErrRefused))
-	case v.Decision == meta.InSync:
-		return nil
-	case role == Primary && v.Decision == meta.LocalNewer:
-		return c.resyncSource(v.Full)
-	case role == Secondary && peerRole == Primary && v.Decision == meta.PeerNewer:
-		return c.resyncTarget(meta.Generations(peer.Gens))
+	case pl.source:
+		return c.sourceStart(pl.verdict.Full)
+	case pl.target:
+		return nil, c.targetStart()
 	}
-	return c.refuse(wire.CloseConfig, fmt.Errorf("%w: %s as %s", ErrRefused, v.Decision, role))
+	if pl.verdict.Decision == meta.InSync {
+		e.mu.Lock()
+		e.diverged = false
+		e.mu.Unlock()
+	}
+	return nil, nil
 }
 
 // refuse sends a Close with code and returns err.
@@ -180,7 +316,7 @@ func (c *conn) refuse(code uint32, err error) error {
 }
 
 // deadline arms the connection's deadline for one step of the handshake or
-// resync.
+// bitmap exchange.
 func (c *conn) deadline() {
 	_ = c.nc.SetDeadline(time.Now().Add(c.e.cfg.Timeout))
 }
@@ -204,6 +340,25 @@ func (c *conn) send(t wire.Type, head, data []byte, register func(seq uint64)) e
 	return nil
 }
 
+// control sends the control Flush id and waits for its FlushAck (for at
+// most Timeout, which breaks the connection). ok is false when the
+// connection ended first.
+func (c *conn) control(id uint64) (status uint32, ok bool) {
+	ch := make(chan uint32, 1)
+	var b [wire.FlushSize]byte
+	err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(b[:]), nil, func(uint64) {
+		c.mu.Lock()
+		c.flushes[id] = ch
+		c.mu.Unlock()
+	})
+	if err != nil {
+		c.fail(err)
+		return 0, false
+	}
+	st, ok, _ := c.wait(context.Background(), ch, "control ack")
+	return st, ok
+}
+
 // fail breaks the connection once: the engine stands alone and a primary
 // takes a new generation before anyone waiting on the peer proceeds.
 func (c *conn) fail(err error) {
@@ -212,11 +367,16 @@ func (c *conn) fail(err error) {
 		c.nc.Close()
 		e := c.e
 		e.mu.Lock()
+		c.failed = true
 		if e.cur == c {
 			e.cur = nil
 			e.state = StandAlone
 			e.peer = -1
 			e.lastErr = err.Error()
+			if e.rs != nil && e.rs.c == c {
+				e.rs = nil
+			}
+			e.rsWant = false
 			if derr := e.divergeLocked(); derr != nil {
 				e.lastErr = derr.Error()
 			}
@@ -229,6 +389,7 @@ func (c *conn) fail(err error) {
 			e.cands = kept
 			e.resetQueueLocked()
 		}
+		e.cond.Broadcast()
 		e.mu.Unlock()
 		close(c.done)
 	})
@@ -297,11 +458,93 @@ func (c *conn) pingLoop() {
 	}
 }
 
-// handle processes one session frame.
+// reply is a frame the read loop answers with.
+type reply struct {
+	t   wire.Type
+	ack wire.WriteAck // TypeWriteAck
+	buf [wire.WriteAckSize]byte
+	n   int // other types: payload length in buf
+}
+
+// reply queues a frame for the reply loop. Consecutive WriteAcks with
+// the same status merge into one range (a WriteAck acks every Write in
+// its sequence range; frames of other types in between are not writes).
+func (c *conn) reply(t wire.Type, payload []byte) {
+	c.rmu.Lock()
+	c.replies = append(c.replies, reply{t: t})
+	r := &c.replies[len(c.replies)-1]
+	r.n = copy(r.buf[:], payload)
+	c.rmu.Unlock()
+	c.kickReplies()
+}
+
+// replyAck queues a WriteAck for the Write frame seq.
+func (c *conn) replyAck(seq uint64, status uint32) {
+	c.rmu.Lock()
+	if k := len(c.replies); k > 0 && c.replies[k-1].t == wire.TypeWriteAck && c.replies[k-1].ack.Status == status {
+		c.replies[k-1].ack.To = seq
+	} else {
+		c.replies = append(c.replies, reply{t: wire.TypeWriteAck, ack: wire.WriteAck{From: seq, To: seq, Status: status}})
+	}
+	c.rmu.Unlock()
+	c.kickReplies()
+}
+
+func (c *conn) kickReplies() {
+	select {
+	case c.rKick <- struct{}{}:
+	default:
+	}
+}
+
+// replyLoop sends the queued replies, each batch with one write.
+func (c *conn) replyLoop() {
+	defer c.e.wg.Done()
+	var batch []reply
+	for {
+		select {
+		case <-c.rKick:
+		case <-c.done:
+			return
+		}
+		c.rmu.Lock()
+		batch, c.replies = c.replies, batch[:0]
+		c.rmu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		c.wmu.Lock()
+		var err error
+		for i := range batch {
+			r := &batch[i]
+			p := r.buf[:r.n]
+			if r.t == wire.TypeWriteAck {
+				p = r.ack.Put(r.buf[:])
+			}
+			if _, err = c.w.WriteFrame(r.t, p, nil); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
+			err = c.w.Flush()
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			c.fail(fmt.Errorf("mirror send replies: %w", err))
+			return
+		}
+	}
+}
+
+// handle processes one session frame. Which frames are allowed depends on
+// the roles at the time the frame is handled, not on those of the
+// handshake: roles change in session.
 func (c *conn) handle(f wire.Frame) error {
 	switch f.Type {
 	case wire.TypePing:
-		return c.send(wire.TypePong, f.Payload, nil, nil)
+		c.reply(wire.TypePong, f.Payload)
+		return nil
 	case wire.TypePong:
 		return nil
 	case wire.TypeClose:
@@ -316,58 +559,49 @@ func (c *conn) handle(f wire.Frame) error {
 			return err
 		}
 		return fmt.Errorf("%w: peer error %d: %s", ErrPeerLost, m.Code, m.Message)
-	}
-	if c.primary {
-		switch f.Type {
-		case wire.TypeWriteAck:
-			a, err := wire.ParseWriteAck(f.Payload)
-			if err != nil {
-				return err
-			}
-			if c.e.cfg.Mode == AsyncMode {
-				return c.ackAsync(a)
-			}
-			c.ackWrites(a)
-			return nil
-		case wire.TypeFlushAck:
-			a, err := wire.ParseFlushAck(f.Payload)
-			if err != nil {
-				return err
-			}
-			c.mu.Lock()
-			ch := c.flushes[a.ID]
-			delete(c.flushes, a.ID)
-			c.mu.Unlock()
-			if ch == nil {
-				return errors.New("mirror: FlushAck for no flush")
-			}
-			ch <- a.Status
-			return nil
+	case wire.TypeWriteAck:
+		a, err := wire.ParseWriteAck(f.Payload)
+		if err != nil {
+			return err
 		}
-	} else {
-		switch f.Type {
-		case wire.TypeWrite:
-			return c.apply(f)
-		case wire.TypeResyncData:
-			return c.applyResync(f)
-		case wire.TypeFlush:
-			fl, err := wire.ParseFlush(f.Payload)
-			if err != nil {
-				return err
-			}
-			st := wire.StatusOK
-			if err := c.e.cfg.Data.Sync(); err != nil {
-				st = wire.StatusIOError
-			}
-			var b [wire.FlushAckSize]byte
-			return c.send(wire.TypeFlushAck, wire.FlushAck{ID: fl.ID, Status: st}.Put(b[:]), nil, nil)
+		if c.e.cfg.Mode == AsyncMode {
+			return c.ackAsync(a)
 		}
+		c.ackWrites(a)
+		return nil
+	case wire.TypeFlushAck:
+		a, err := wire.ParseFlushAck(f.Payload)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		ch := c.flushes[a.ID]
+		delete(c.flushes, a.ID)
+		c.mu.Unlock()
+		if ch == nil {
+			return errors.New("mirror: FlushAck for no flush")
+		}
+		ch <- a.Status
+		return nil
+	case wire.TypeWrite:
+		return c.apply(f)
+	case wire.TypeResyncData:
+		return c.applyResync(f)
+	case wire.TypeFlush:
+		fl, err := wire.ParseFlush(f.Payload)
+		if err != nil {
+			return err
+		}
+		return c.flushFrom(fl)
+	case wire.TypeVerifyRequest:
+		return c.queueDigest(f)
+	case wire.TypeVerifyDigest:
+		return c.verifyReply(f)
 	}
 	return fmt.Errorf("mirror: unexpected %s in session", f.Type)
 }
 
-// ackWrites delivers a WriteAck to the writes it covers. An ack for no
-// pending write breaks the connection.
+// ackWrites delivers a WriteAck to the writes it covers.
 func (c *conn) ackWrites(a wire.WriteAck) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -394,13 +628,24 @@ func (c *conn) ackWrites(a wire.WriteAck) {
 	}
 }
 
-// apply applies one Write on the secondary, in frame order, and acks it.
+// apply applies one Write from the primary peer, in frame order, and acks
+// it. A Write while this node is (becoming) primary breaks the
+// connection: two primaries never share one.
 func (c *conn) apply(f wire.Frame) error {
 	h, data, err := wire.ParseWrite(f.Payload)
 	if err != nil {
 		return err
 	}
 	e := c.e
+	e.mu.Lock()
+	primary := e.role == Primary || e.promoting
+	if !primary {
+		e.peerRole = Primary
+	}
+	e.mu.Unlock()
+	if primary {
+		return fmt.Errorf("%w: the peer wrote while this node is primary", ErrRefused)
+	}
 	st := wire.StatusOK
 	switch {
 	case h.Offset > e.size || uint64(len(data)) > e.size-h.Offset:
@@ -419,30 +664,51 @@ func (c *conn) apply(f wire.Frame) error {
 			st = wire.StatusIOError
 		}
 	}
-	var b [wire.WriteAckSize]byte
-	return c.send(wire.TypeWriteAck, wire.WriteAck{From: f.Seq, To: f.Seq, Status: st}.Put(b[:]), nil, nil)
+	c.replyAck(f.Seq, st)
+	return nil
 }
 
-// applyResync applies one ResyncData of an async primary's catch-up
-// resync, in frame order; the Flush that follows acks it.
-func (c *conn) applyResync(f wire.Frame) error {
-	h, data, err := wire.ParseResyncData(f.Payload)
-	if err != nil {
-		return err
-	}
+// flushFrom answers a Flush from the peer: an ordinary one syncs the
+// volume, a control one runs its step.
+func (c *conn) flushFrom(fl wire.Flush) error {
 	e := c.e
-	if h.Flags != wire.StatusOK {
-		return fmt.Errorf("mirror catch-up: source status %d at %d", h.Flags, h.Offset)
+	st := wire.StatusOK
+	switch fl.ID {
+	case ResyncBeginID:
+		if err := c.targetBegin(); err != nil {
+			return err
+		}
+	case ResyncDoneID:
+		e.mu.Lock()
+		target := c.target
+		e.mu.Unlock()
+		if !target {
+			return errors.New("mirror: resync end without a resync")
+		}
+		if err := c.targetDone(); err != nil {
+			return err
+		}
+	case PromoteID:
+		e.mu.Lock()
+		if e.role == Primary || e.promoting || (e.rs != nil && e.rs.c == c) {
+			st = StatusRoleConflict
+		} else {
+			e.peerRole = Primary
+		}
+		e.mu.Unlock()
+	case DemoteID:
+		e.mu.Lock()
+		e.peerRole = Secondary
+		e.mu.Unlock()
+	default:
+		if fl.ID&controlID != 0 {
+			return fmt.Errorf("mirror: unknown control flush %#x", fl.ID)
+		}
+		if err := e.cfg.Data.Sync(); err != nil {
+			st = wire.StatusIOError
+		}
 	}
-	if h.Offset > e.size || uint64(len(data)) > e.size-h.Offset {
-		return fmt.Errorf("mirror catch-up: data at %d+%d beyond the volume", h.Offset, len(data))
-	}
-	if _, err := e.cfg.Data.WriteAt(data, int64(h.Offset)); err != nil {
-		return fmt.Errorf("mirror catch-up write: %w", err)
-	}
-	e.mu.Lock()
-	e.rsDone += uint64(len(data))
-	e.rsTotal = e.rsDone
-	e.mu.Unlock()
+	var b [wire.FlushAckSize]byte
+	c.reply(wire.TypeFlushAck, wire.FlushAck{ID: fl.ID, Status: st}.Put(b[:]))
 	return nil
 }

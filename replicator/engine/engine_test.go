@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"net"
@@ -20,7 +21,12 @@ import (
 	"github.com/vigil-ha/vigil/replicator/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(crashDirEnv) != "" {
+		os.Exit(crashChild()) // a primary of TestCrashSIGKILL
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const (
 	volSize = 8 << 20
@@ -30,10 +36,12 @@ const (
 var testKey = []byte("cluster secret")
 
 type node struct {
-	e    *Engine
-	data *os.File
-	path string
-	st   *meta.Store
+	e        *Engine
+	data     *os.File
+	path     string // data file
+	metaPath string
+	st       *meta.Store
+	cfg      Config // as given to New, for restart
 }
 
 // newNode creates a node with a zero-filled volume and generations gens.
@@ -45,6 +53,12 @@ func newNode(t testing.TB, role Role, idx uint8, gens meta.Generations) *node {
 // newNodeCfg is newNode with tweak applied to the engine's Config.
 func newNodeCfg(t testing.TB, role Role, idx uint8, gens meta.Generations, tweak func(*Config)) *node {
 	t.Helper()
+	return newNodeFlags(t, role, idx, gens, meta.FlagConsistent, tweak)
+}
+
+// newNodeFlags is newNodeCfg with the superblock's initial flags.
+func newNodeFlags(t testing.TB, role Role, idx uint8, gens meta.Generations, flags uint32, tweak func(*Config)) *node {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "data")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -54,33 +68,70 @@ func newNodeCfg(t testing.TB, role Role, idx uint8, gens meta.Generations, tweak
 	if err := f.Truncate(volSize); err != nil {
 		t.Fatal(err)
 	}
-	st, err := meta.Create(filepath.Join(dir, "meta"), meta.Superblock{
+	metaPath := filepath.Join(dir, "meta")
+	st, err := meta.Create(metaPath, meta.Superblock{
 		VolumeUUID: [16]byte{7}, Size: volSize, BlockSize: 4096,
-		Role: uint8(role), Flags: meta.FlagConsistent, Gens: gens,
+		Role: uint8(role), Flags: flags, Gens: gens,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{
 		Role: role, Node: idx, ClusterKey: testKey, ConfigHash: [16]byte{1},
-		Data: f, Meta: st, PingInterval: 20 * time.Millisecond, Timeout: 2 * time.Second,
+		PingInterval: 20 * time.Millisecond, Timeout: 2 * time.Second,
 	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	n := &node{path: path, metaPath: metaPath, cfg: cfg}
+	n.start(t, f, st, cfg.Role)
+	t.Cleanup(func() {
+		if err := n.e.Close(); err != nil {
+			t.Error(err)
+		}
+		n.st.Close()
+		n.data.Close()
+	})
+	return n
+}
+
+// start runs a new engine over f and st as role.
+func (n *node) start(t testing.TB, f *os.File, st *meta.Store, role Role) {
+	t.Helper()
+	cfg := n.cfg
+	cfg.Role = role
+	if cfg.Data == nil {
+		cfg.Data = f
+	} else if hv, ok := cfg.Data.(*heldVolume); ok {
+		hv.Volume = f
+	}
+	cfg.Meta = st
 	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{e: e, data: f, path: path, st: st}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Error(err)
-		}
-		st.Close()
-		f.Close()
-	})
-	return n
+	n.e, n.data, n.st = e, f, st
+}
+
+// restart stops the engine as a killed daemon would (no flush: Close only
+// breaks the connection; the volume's page cache survives, as it would a
+// daemon crash), closes the files and runs a new engine over them.
+func (n *node) restart(t testing.TB, role Role) {
+	t.Helper()
+	if err := n.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n.st.Close()
+	n.data.Close()
+	f, err := os.OpenFile(n.path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := meta.Open(n.metaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.start(t, f, st, role)
 }
 
 // connect connects p (dialling) to s over TCP loopback and returns both
@@ -110,10 +161,42 @@ func connect(t testing.TB, p, s *node) (perr, serr error) {
 	return perr, <-done
 }
 
-func mustConnect(t *testing.T, p, s *node) {
+// mustConnect connects p (dialling) to s and waits until a resync the
+// connection started has ended on both.
+func mustConnect(t testing.TB, p, s *node) {
 	t.Helper()
 	if perr, serr := connect(t, p, s); perr != nil || serr != nil {
 		t.Fatalf("connect: primary %v, secondary %v", perr, serr)
+	}
+	waitState(t, Connected, p, s)
+}
+
+// waitState waits until every node is in state want (generous deadline:
+// an event, not a duration).
+func waitState(t testing.TB, want State, nodes ...*node) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("state %v", want), func() bool {
+		for _, n := range nodes {
+			if n.e.Status().State != want {
+				return false
+			}
+		}
+		return true
+	}, nodes...)
+}
+
+// waitFor polls cond until it holds, failing after a minute.
+func waitFor(t testing.TB, what string, cond func() bool, nodes ...*node) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, n := range nodes {
+				t.Logf("node %d: %+v", n.e.cfg.Node, n.e.Status())
+			}
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -264,7 +347,7 @@ func TestSplitBrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.e.Disconnect()
-	if err := s.e.Promote(); err != nil {
+	if err := s.e.Promote(false); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.e.Write(ctx, 1<<20, block(rng, 2, 4096), false); err != nil {
@@ -372,7 +455,7 @@ func TestStalledPeer(t *testing.T) {
 		r, w := wire.NewReader(c, nil), wire.NewWriter(c)
 		_, err = wire.Server(r, w, wire.Config{ClusterKey: testKey, Local: wire.Hello{
 			ConfigHash: [16]byte{1}, VolumeUUID: [16]byte{7}, Incarnation: 1, Size: volSize,
-			BlockSize: 4096, Node: 2, Gens: wire.Generations{Current: 0xabc},
+			BlockSize: 4096, Node: 2, Gens: wire.Generations{Current: 0xabc}, DiskFlags: meta.FlagConsistent,
 		}})
 		if err != nil {
 			t.Error(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/vigil-ha/vigil/replicator/wire"
 )
@@ -12,16 +13,20 @@ import (
 // beyond it, regions simply stay dirty until the next resync.
 const maxCandidates = 1 << 16
 
-// Write writes data at byte offset off of the volume (sync mode): it
-// marks the region dirty (durably first, if needed), sends the write to the
-// peer and writes locally in parallel, and returns when the local write is
-// done (durable if fua) and the peer acked it, or the peer was lost (the
-// region then stays dirty). data is at most wire.MaxData bytes. Only a
-// primary writes.
+// Write writes data at byte offset off of the volume: it marks the region
+// dirty (durably first, if needed), then, in sync mode, sends the write
+// to the peer and writes locally in parallel, and returns when the local
+// write is done (durable if fua) and the peer acked it, or the peer was
+// lost (the region then stays dirty). In async mode it queues the write
+// to the peer and returns when the local write is done. data is at most
+// wire.MaxData bytes. Only a primary writes. Writes are never held by a
+// resync or a verify, except while one of their chunks overlapping the
+// write is in flight.
 func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) error {
 	if err := e.checkRange(off, len(data)); err != nil {
 		return err
 	}
+	start := time.Now()
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	s := span{off, off + uint64(len(data))}
@@ -36,7 +41,7 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 			e.mu.Unlock()
 			return ErrNotPrimary
 		}
-		if !slices.ContainsFunc(e.inflight, s.overlaps) {
+		if !slices.ContainsFunc(e.locked, s.overlaps) {
 			break
 		}
 		e.cond.Wait() // overlapping writes go in order on both sides
@@ -48,7 +53,11 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 			return err
 		}
 	}
-	e.inflight = append(e.inflight, s)
+	e.locked = append(e.locked, s)
+	e.nwrites++
+	if e.rs != nil {
+		e.rs.touch(e, e.align(off, uint64(len(data))))
+	}
 	e.mu.Unlock()
 	defer e.writeDone(s)
 
@@ -57,10 +66,21 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 			return fmt.Errorf("mirror write: bitmap: %w", err)
 		}
 	}
+	var err error
 	if e.cfg.Mode == AsyncMode {
-		return e.writeAsync(c, s, data, fua)
+		err = e.writeAsync(c, s, data, fua)
+	} else {
+		err = e.writeSync(ctx, c, s, data, fua)
 	}
+	if err == nil && e.cfg.ObserveWrite != nil {
+		e.cfg.ObserveWrite(time.Since(start))
+	}
+	return err
+}
 
+// writeSync is Write in sync mode once the region is locked and marked
+// dirty.
+func (e *Engine) writeSync(ctx context.Context, c *conn, s span, data []byte, fua bool) error {
 	var ack chan uint32
 	if c != nil {
 		ack = make(chan uint32, 1)
@@ -69,7 +89,7 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 			flags = wire.WriteFUA
 		}
 		var hb [wire.WriteHeaderSize]byte
-		h := wire.WriteHeader{Offset: off, Length: uint32(len(data)), Flags: flags}
+		h := wire.WriteHeader{Offset: s.off, Length: uint32(len(data)), Flags: flags}
 		var seq uint64
 		err := c.send(wire.TypeWrite, h.Put(hb[:]), data, func(sq uint64) {
 			seq = sq
@@ -81,6 +101,7 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 			c.fail(err)
 			c = nil
 		} else {
+			e.replicated.Add(uint64(len(data)))
 			defer func() {
 				c.mu.Lock()
 				delete(c.pending, seq)
@@ -89,7 +110,7 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 		}
 	}
 
-	_, werr := e.cfg.Data.WriteAt(data, int64(off))
+	_, werr := e.cfg.Data.WriteAt(data, int64(s.off))
 	if werr == nil && fua {
 		werr = e.cfg.Data.Sync()
 	}
@@ -107,17 +128,47 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 		}
 	}
 	if werr != nil {
-		e.dropCandidates(s)
-		return fmt.Errorf("mirror write at %d: %w", off, werr)
+		e.keepDirty(s)
+		return fmt.Errorf("mirror write at %d: %w", s.off, werr)
 	}
 	return nil
 }
 
-// writeDone removes s from the writes in flight.
+// writeDone unlocks the write s.
 func (e *Engine) writeDone(s span) {
 	e.mu.Lock()
-	if i := slices.Index(e.inflight, s); i >= 0 {
-		e.inflight = slices.Delete(e.inflight, i, i+1)
+	if i := slices.Index(e.locked, s); i >= 0 {
+		e.locked = slices.Delete(e.locked, i, i+1)
+	}
+	e.nwrites--
+	e.cond.Broadcast()
+	e.mu.Unlock()
+}
+
+// lockSpan waits until no write, chunk or async write still queued (not
+// yet sent) overlaps s, then locks s like a write. It gives up, returning
+// false, when c is no longer the connection, the engine closes or ctx
+// ends (the caller wakes e.cond for ctx).
+func (e *Engine) lockSpan(ctx context.Context, s span, c *conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for {
+		if e.cur != c || e.closed || ctx.Err() != nil {
+			return false
+		}
+		if !slices.ContainsFunc(e.locked, s.overlaps) && !e.unsentOverlapsLocked(s) {
+			e.locked = append(e.locked, s)
+			return true
+		}
+		e.cond.Wait()
+	}
+}
+
+// unlockSpan unlocks a span locked by lockSpan.
+func (e *Engine) unlockSpan(s span) {
+	e.mu.Lock()
+	if i := slices.Index(e.locked, s); i >= 0 {
+		e.locked = slices.Delete(e.locked, i, i+1)
 	}
 	e.cond.Broadcast()
 	e.mu.Unlock()
@@ -145,28 +196,40 @@ func (e *Engine) addCandidateLocked(s span, c *conn) {
 	e.cands = append(e.cands, candidate{a, c, e.candSeq})
 }
 
-// dropCandidates forgets candidates overlapping s: a local write there
-// failed, so the region must stay dirty.
-func (e *Engine) dropCandidates(s span) {
+// keepDirty makes sure the region of s stays dirty: a local write there
+// failed (the peer may hold data we do not), or verify found it differs.
+// It forgets the candidates overlapping it, and keeps it dirty past a
+// running resync.
+func (e *Engine) keepDirty(s span) {
 	a := e.align(s.off, s.end-s.off)
 	e.mu.Lock()
 	e.cands = slices.DeleteFunc(e.cands, func(k candidate) bool { return k.s.overlaps(a) })
+	if e.rs != nil {
+		e.rs.touch(e, a)
+	}
 	e.mu.Unlock()
 }
 
 // Flush makes every write completed before it durable on both sides. It
 // then clears the bits of regions whose writes both sides now hold durably
-// and that no write in flight touches.
+// and that no write in flight touches (not while a resync runs: its
+// regions are cleared when it ends).
 //
 // In async mode it waits until every write queued before it was acked,
 // then flushes end to end; if the engine fell back to the bitmap, it also
 // waits for the catch-up resync. A lost peer ends the wait without error.
 func (e *Engine) Flush(ctx context.Context) error {
-	if e.cfg.Mode == AsyncMode {
-		return e.flushAsync(ctx)
-	}
 	e.gate.RLock()
 	defer e.gate.RUnlock()
+	return e.flush(ctx, true)
+}
+
+// flush is Flush under the gate; waitCatchUp makes an async flush wait
+// for a catch-up.
+func (e *Engine) flush(ctx context.Context, waitCatchUp bool) error {
+	if e.cfg.Mode == AsyncMode {
+		return e.flushAsync(ctx, waitCatchUp)
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -219,10 +282,13 @@ func (e *Engine) Flush(ctx context.Context) error {
 
 // clearCandidates clears the candidates recorded on c up to id upto (those
 // acked before the Flush was sent), unless a write in flight overlaps them.
+// While a resync runs or is wanted it keeps them for a later Flush: the
+// resync's regions are cleared when it ends, and a region waiting for it
+// must stay dirty.
 func (e *Engine) clearCandidates(c *conn, upto uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cur != c || e.behind {
+	if e.cur != c || e.behind || e.rs != nil || e.rsWant {
 		return
 	}
 	queued := e.queuedBitsLocked()
@@ -232,7 +298,7 @@ func (e *Engine) clearCandidates(c *conn, upto uint64) {
 		}
 		// An overlapping write in flight (or an async write queued or
 		// unacked) adds its own candidate.
-		if k.c == c && !slices.ContainsFunc(e.inflight, k.s.overlaps) && (queued == nil || !e.overlapsBits(queued, k.s)) {
+		if k.c == c && !slices.ContainsFunc(e.locked, k.s.overlaps) && (queued == nil || !e.overlapsBits(queued, k.s)) {
 			e.bm.Clear(k.s.off, k.s.end-k.s.off)
 		}
 		return true

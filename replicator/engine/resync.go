@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/vigil-ha/vigil/replicator/meta"
 	"github.com/vigil-ha/vigil/replicator/wire"
@@ -11,8 +14,54 @@ import (
 // bitmapChunkBytes is the bitmap bytes per BitmapChunk frame.
 const bitmapChunkBytes = 64 << 10
 
-// readResync reads the next frame of a resync under a fresh deadline. A
-// Close from the peer is an error.
+// resyncRun is one resync this node sources: the dirty runs taken when it
+// started, and the bits written while it runs (those stay dirty after
+// it: their writes may not be covered by its final flush, or may not
+// have reached the peer at all).
+type resyncRun struct {
+	c       *conn
+	runs    []span
+	total   uint64
+	catchUp bool     // started while an async primary was behind
+	begun   bool     // the target acked ResyncBegin
+	running bool     // the resync loop took it
+	touched []uint64 // one bit per bitmap bit
+}
+
+// touch records that the aligned span s was written during the run.
+func (r *resyncRun) touch(e *Engine, s span) {
+	if r.touched == nil {
+		r.touched = make([]uint64, (e.bm.Bits()+63)/64)
+	}
+	for b := s.off / e.gran; b*e.gran < s.end; b++ {
+		r.touched[b/64] |= 1 << (b % 64)
+	}
+}
+
+func (r *resyncRun) isTouched(b uint64) bool {
+	return r.touched != nil && r.touched[b/64]&(1<<(b%64)) != 0
+}
+
+// snapshot takes the bitmap's dirty runs as rs's work.
+func (e *Engine) snapshot(rs *resyncRun) {
+	rs.runs, rs.total = rs.runs[:0], 0
+	e.bm.Runs(func(off, n uint64) bool {
+		rs.runs = append(rs.runs, span{off, off + n})
+		rs.total += n
+		return true
+	})
+}
+
+// startRunLocked makes rs the running resync. Caller holds e.mu.
+func (e *Engine) startRunLocked(rs *resyncRun) {
+	e.rs = rs
+	e.rsTotal, e.rsDone = rs.total, 0
+	e.meter.reset(time.Now(), 0)
+	e.state = Resyncing
+}
+
+// readResync reads the next frame of the bitmap exchange under a fresh
+// deadline. A Close from the peer is an error.
 func (c *conn) readResync() (wire.Frame, error) {
 	c.deadline()
 	f, err := c.r.ReadFrame()
@@ -29,77 +78,12 @@ func (c *conn) readResync() (wire.Frame, error) {
 	return f, nil
 }
 
-// resyncSource runs the primary's side: merge the target's bitmap, send
-// every dirty run, end with a resync-done Flush, then clear and retire the
-// bitmap generation.
-func (c *conn) resyncSource(full bool) error {
-	e := c.e
-	e.setState(Resyncing)
-	if full {
-		if err := e.bm.SetAll(); err != nil {
-			return fmt.Errorf("mirror resync: %w", err)
-		}
-	}
-	// The target's bitmap: regions it may hold that we lack.
-	for {
-		f, err := c.readResync()
-		if err != nil {
-			return err
-		}
-		if f.Type != wire.TypeBitmapChunk {
-			return fmt.Errorf("mirror resync: unexpected %s", f.Type)
-		}
-		h, bits, err := wire.ParseBitmapChunk(f.Payload)
-		if err != nil {
-			return err
-		}
-		if h.Total != e.bm.Bits() || uint64(h.Granularity) != e.gran || h.Start%8 != 0 || h.Start > h.Total {
-			return fmt.Errorf("mirror resync: bitmap chunk %d/%d granularity %d does not fit", h.Start, h.Total, h.Granularity)
-		}
-		e.bm.Or(h.Start, bits)
-		if h.Flags&wire.BitmapLast != 0 {
-			break
-		}
-	}
-	if err := e.bm.Sync(); err != nil {
-		return fmt.Errorf("mirror resync: %w", err)
-	}
-	var runs []span
-	var total uint64
-	e.bm.Runs(func(off, n uint64) bool {
-		runs = append(runs, span{off, off + n})
-		total += n
-		return true
-	})
-	e.mu.Lock()
-	e.rsTotal, e.rsDone = total, 0
-	e.mu.Unlock()
-
-	chunk := min(c.maxData, wire.MaxData)
-	buf := make([]byte, chunk)
-	var hb [wire.WriteHeaderSize]byte
-	for _, r := range runs {
-		for off := r.off; off < r.end; {
-			n := min(uint64(chunk), r.end-off)
-			h := wire.WriteHeader{Offset: off, Length: uint32(n), Flags: wire.StatusOK}
-			data := buf[:n]
-			if _, err := e.cfg.Data.ReadAt(data, int64(off)); err != nil {
-				return fmt.Errorf("mirror resync read at %d: %w", off, err)
-			}
-			c.deadline()
-			if _, err := c.w.WriteFrame(wire.TypeResyncData, h.Put(hb[:]), data); err != nil {
-				return fmt.Errorf("mirror resync send: %w", err)
-			}
-			off += n
-			e.mu.Lock()
-			e.rsDone += n
-			e.rsSent += n
-			e.mu.Unlock()
-		}
-	}
+// exchangeControl sends the control Flush id and reads its FlushAck,
+// before the session runs.
+func (c *conn) exchangeControl(id uint64) error {
 	var fb [wire.FlushSize]byte
 	c.deadline()
-	if _, err := c.w.WriteFrame(wire.TypeFlush, wire.Flush{ID: ResyncDoneID}.Put(fb[:]), nil); err != nil {
+	if _, err := c.w.WriteFrame(wire.TypeFlush, wire.Flush{ID: id}.Put(fb[:]), nil); err != nil {
 		return fmt.Errorf("mirror resync send: %w", err)
 	}
 	if err := c.w.Flush(); err != nil {
@@ -116,30 +100,69 @@ func (c *conn) resyncSource(full bool) error {
 	if err != nil {
 		return err
 	}
-	if a.ID != ResyncDoneID || a.Status != wire.StatusOK {
-		return fmt.Errorf("mirror resync: peer status %d", a.Status)
+	if a.ID != id || a.Status != wire.StatusOK {
+		return fmt.Errorf("mirror resync: peer answered %#x with status %d", a.ID, a.Status)
 	}
-	for _, r := range runs {
-		e.bm.Clear(r.off, r.end-r.off)
-	}
-	if err := e.bm.WriteBack(); err != nil {
-		return fmt.Errorf("mirror resync: %w", err)
-	}
-	return e.updateSuperblock(func(sb *meta.Superblock) { sb.Gens = sb.Gens.ResyncSourceDone() })
+	return nil
 }
 
-// resyncTarget runs the secondary's side: mark the data inconsistent, send
-// our bitmap, apply ResyncData until the resync-done Flush, then take the
-// source's generations.
-func (c *conn) resyncTarget(src meta.Generations) error {
+// sourceStart runs the source's side of a connection's bitmap exchange:
+// merge the target's bitmap (regions it may hold that we lack), take the
+// dirty runs, and announce the resync. With nothing to copy it ends the
+// resync at once and returns nil; otherwise the resync loop streams the
+// returned run in the session.
+func (c *conn) sourceStart(full bool) (*resyncRun, error) {
 	e := c.e
 	e.setState(Resyncing)
-	if err := e.updateSuperblock(func(sb *meta.Superblock) { sb.Flags &^= meta.FlagConsistent }); err != nil {
-		return err
+	if full {
+		if err := e.bm.SetAll(); err != nil {
+			return nil, fmt.Errorf("mirror resync: %w", err)
+		}
 	}
-	e.mu.Lock()
-	e.rsTotal, e.rsDone = 0, 0
-	e.mu.Unlock()
+	for {
+		f, err := c.readResync()
+		if err != nil {
+			return nil, err
+		}
+		if f.Type != wire.TypeBitmapChunk {
+			return nil, fmt.Errorf("mirror resync: unexpected %s", f.Type)
+		}
+		h, bits, err := wire.ParseBitmapChunk(f.Payload)
+		if err != nil {
+			return nil, err
+		}
+		if h.Total != e.bm.Bits() || uint64(h.Granularity) != e.gran || h.Start%8 != 0 || h.Start > h.Total {
+			return nil, fmt.Errorf("mirror resync: bitmap chunk %d/%d granularity %d does not fit", h.Start, h.Total, h.Granularity)
+		}
+		e.bm.Or(h.Start, bits)
+		if h.Flags&wire.BitmapLast != 0 {
+			break
+		}
+	}
+	if err := e.bm.Sync(); err != nil {
+		return nil, fmt.Errorf("mirror resync: %w", err)
+	}
+	rs := &resyncRun{c: c}
+	e.snapshot(rs)
+	if rs.total == 0 {
+		if err := c.exchangeControl(ResyncDoneID); err != nil {
+			return nil, err
+		}
+		return nil, c.sourceDone(nil)
+	}
+	if err := c.exchangeControl(ResyncBeginID); err != nil {
+		return nil, err
+	}
+	rs.begun = true
+	return rs, nil
+}
+
+// targetStart runs the target's side of a connection's bitmap exchange:
+// send our bitmap, then take the source's ResyncBegin (the resync then
+// streams in the session) or, with nothing to copy, its ResyncDone.
+func (c *conn) targetStart() error {
+	e := c.e
+	e.setState(Resyncing)
 	bits := e.bm.Bits()
 	buf := make([]byte, bitmapChunkBytes)
 	var hb [wire.BitmapHeaderSize]byte
@@ -157,81 +180,338 @@ func (c *conn) resyncTarget(src meta.Generations) error {
 	if err := c.w.Flush(); err != nil {
 		return fmt.Errorf("mirror resync send: %w", err)
 	}
-	for {
-		f, err := c.readResync()
-		if err != nil {
-			return err
-		}
-		switch f.Type {
-		case wire.TypeResyncData:
-			h, data, err := wire.ParseResyncData(f.Payload)
-			if err != nil {
-				return err
-			}
-			if h.Flags != wire.StatusOK {
-				return fmt.Errorf("mirror resync: source status %d at %d", h.Flags, h.Offset)
-			}
-			if h.Offset > e.size || uint64(len(data)) > e.size-h.Offset {
-				return fmt.Errorf("mirror resync: data at %d+%d beyond the volume", h.Offset, len(data))
-			}
-			if _, err := e.cfg.Data.WriteAt(data, int64(h.Offset)); err != nil {
-				return fmt.Errorf("mirror resync write: %w", err)
-			}
-			e.mu.Lock()
-			e.rsDone += uint64(len(data))
-			e.rsTotal = e.rsDone
-			e.mu.Unlock()
-		case wire.TypeFlush:
-			fl, err := wire.ParseFlush(f.Payload)
-			if err != nil {
-				return err
-			}
-			if fl.ID != ResyncDoneID {
-				return errors.New("mirror resync: flush before the end of the resync")
-			}
-			if err := e.cfg.Data.Sync(); err != nil {
-				return fmt.Errorf("mirror resync: %w", err)
-			}
-			e.bm.Clear(0, e.size)
-			if err := e.bm.WriteBack(); err != nil {
-				return fmt.Errorf("mirror resync: %w", err)
-			}
-			if err := e.updateSuperblock(func(sb *meta.Superblock) {
-				sb.Gens = sb.Gens.ResyncTargetDone(src)
-				sb.Flags |= meta.FlagConsistent
-			}); err != nil {
-				return err
-			}
-			var ab [wire.FlushAckSize]byte
-			c.deadline()
-			if _, err := c.w.WriteFrame(wire.TypeFlushAck, wire.FlushAck{ID: fl.ID}.Put(ab[:]), nil); err != nil {
-				return fmt.Errorf("mirror resync send: %w", err)
-			}
-			if err := c.w.Flush(); err != nil {
-				return fmt.Errorf("mirror resync send: %w", err)
-			}
-			return nil
-		default:
-			return fmt.Errorf("mirror resync: unexpected %s", f.Type)
-		}
+	f, err := c.readResync()
+	if err != nil {
+		return err
 	}
+	if f.Type != wire.TypeFlush {
+		return fmt.Errorf("mirror resync: unexpected %s", f.Type)
+	}
+	fl, err := wire.ParseFlush(f.Payload)
+	if err != nil {
+		return err
+	}
+	switch fl.ID {
+	case ResyncBeginID:
+		err = c.targetBegin()
+	case ResyncDoneID:
+		err = c.targetDone()
+	default:
+		err = fmt.Errorf("mirror resync: unexpected flush %#x", fl.ID)
+	}
+	if err != nil {
+		return err
+	}
+	var ab [wire.FlushAckSize]byte
+	return c.send(wire.TypeFlushAck, wire.FlushAck{ID: fl.ID}.Put(ab[:]), nil, nil)
 }
 
-func (e *Engine) setState(s State) {
-	e.mu.Lock()
-	e.state = s
-	e.mu.Unlock()
-}
-
-// updateSuperblock durably applies fn to the superblock.
-func (e *Engine) updateSuperblock(fn func(*meta.Superblock)) error {
+// targetBegin makes this node a resync target: its data is inconsistent,
+// durably, before any resync frame is applied.
+func (c *conn) targetBegin() error {
+	e := c.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	sb := e.sb
-	fn(&sb)
-	if err := e.cfg.Meta.WriteSuperblock(sb); err != nil {
-		return fmt.Errorf("mirror superblock: %w", err)
+	if e.role == Primary || e.promoting {
+		return fmt.Errorf("%w: a resync toward a primary", ErrRefused)
 	}
-	e.sb = e.cfg.Meta.Superblock()
+	c.target = true
+	if !c.failed { // still in Connect, or the session
+		e.state = Resyncing
+	}
+	e.rsTotal, e.rsDone = 0, 0
+	e.meter.reset(time.Now(), 0)
+	if e.sb.Flags&meta.FlagConsistent == 0 {
+		return nil
+	}
+	return e.updateSuperblockLocked(func(sb *meta.Superblock) { sb.Flags &^= meta.FlagConsistent })
+}
+
+// targetDone ends a resync on the target: sync the volume, forget our
+// bitmap (it was merged into the source's), take the source's
+// generations and become consistent.
+func (c *conn) targetDone() error {
+	e := c.e
+	if err := e.cfg.Data.Sync(); err != nil {
+		return fmt.Errorf("mirror resync: %w", err)
+	}
+	e.bm.Clear(0, e.size)
+	if err := e.bm.WriteBack(); err != nil {
+		return fmt.Errorf("mirror resync: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := e.updateSuperblockLocked(func(sb *meta.Superblock) {
+		sb.Gens = sb.Gens.ResyncTargetDone(c.peerGens)
+		sb.Flags |= meta.FlagConsistent
+		sb.Flags &^= meta.FlagResolveDiscard | meta.FlagResolveKeep
+	})
+	c.target = false
+	e.older = false
+	e.diverged = false
+	if e.cur == c {
+		e.state = Connected
+	}
+	return err
+}
+
+// applyResync applies one ResyncData on the target, in frame order.
+func (c *conn) applyResync(f wire.Frame) error {
+	h, data, err := wire.ParseResyncData(f.Payload)
+	if err != nil {
+		return err
+	}
+	e := c.e
+	e.mu.Lock()
+	target := c.target
+	e.mu.Unlock()
+	if !target {
+		return errors.New("mirror: resync data outside a resync")
+	}
+	if h.Flags != wire.StatusOK {
+		return fmt.Errorf("mirror resync: source status %d at %d", h.Flags, h.Offset)
+	}
+	if h.Offset > e.size || uint64(len(data)) > e.size-h.Offset {
+		return fmt.Errorf("mirror resync: data at %d+%d beyond the volume", h.Offset, len(data))
+	}
+	if _, err := e.cfg.Data.WriteAt(data, int64(h.Offset)); err != nil {
+		return fmt.Errorf("mirror resync write: %w", err)
+	}
+	e.mu.Lock()
+	e.rsDone += uint64(len(data))
+	e.rsTotal = e.rsDone
+	e.meter.add(time.Now(), e.rsDone)
+	e.mu.Unlock()
+	return nil
+}
+
+// resyncLoop runs this node's resyncs as source on c, one at a time: the
+// one Connect prepared, a verify's, and an async primary's catch-up after
+// it fell behind.
+func (c *conn) resyncLoop() {
+	e := c.e
+	defer e.wg.Done()
+	for {
+		e.mu.Lock()
+		if e.cur != c {
+			e.mu.Unlock()
+			return
+		}
+		var rs *resyncRun
+		switch {
+		case e.rs != nil && e.rs.c == c && !e.rs.running:
+			rs = e.rs
+		case e.rs == nil && (e.rsWant || (e.behind && e.queueRoomLocked())):
+			rs = &resyncRun{c: c, catchUp: e.behind}
+			e.rsWant = false
+		}
+		if rs != nil {
+			rs.running = true
+		}
+		e.mu.Unlock()
+		if rs != nil {
+			c.runResync(rs)
+			continue
+		}
+		select {
+		case <-c.rsKick:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// kickResync wakes c's resync loop.
+func (c *conn) kickResync() {
+	select {
+	case c.rsKick <- struct{}{}:
+	default:
+	}
+}
+
+// runResync streams rs: ResyncBegin (unless Connect sent it), every dirty
+// run as ResyncData, paced by the rate limit, then ResyncDone; on its ack
+// it clears what it copied. Application writes go on meanwhile: a chunk
+// locks its span like a write, so a chunk and an overlapping write reach
+// the peer in the order they were applied here, and the peer applies
+// frames in order.
+func (c *conn) runResync(rs *resyncRun) {
+	e := c.e
+	if !rs.begun {
+		st, ok := c.control(ResyncBeginID)
+		if !ok {
+			return
+		}
+		if st != wire.StatusOK {
+			c.fail(fmt.Errorf("%w: peer refused a resync (status %d)", ErrPeerLost, st))
+			return
+		}
+		e.mu.Lock()
+		if e.cur != c {
+			e.mu.Unlock()
+			return
+		}
+		// The snapshot covers every write tracked only in the bitmap so
+		// far; later writes are queued again (after ResyncBegin).
+		e.behind = false
+		e.snapshot(rs)
+		rs.begun = true
+		e.startRunLocked(rs)
+		e.mu.Unlock()
+	}
+	chunk := min(c.maxData, wire.MaxData)
+	buf := make([]byte, chunk)
+	var hb [wire.WriteHeaderSize]byte
+	for _, r := range rs.runs {
+		for off := r.off; off < r.end; {
+			n := min(uint64(chunk), r.end-off)
+			if !e.limiter.wait(context.Background(), c.done, int(n)) {
+				return
+			}
+			s := span{off, off + n}
+			if !e.lockSpan(context.Background(), s, c) {
+				return
+			}
+			data := buf[:n]
+			_, err := e.cfg.Data.ReadAt(data, int64(off))
+			if err != nil {
+				err = fmt.Errorf("mirror resync read at %d: %w", off, err)
+			} else {
+				h := wire.WriteHeader{Offset: off, Length: uint32(n), Flags: wire.StatusOK}
+				err = c.send(wire.TypeResyncData, h.Put(hb[:]), data, nil)
+			}
+			e.unlockSpan(s)
+			if err != nil {
+				c.fail(err)
+				return
+			}
+			off += n
+			e.mu.Lock()
+			e.rsDone += n
+			e.rsSent += n
+			e.meter.add(time.Now(), e.rsDone)
+			e.mu.Unlock()
+		}
+	}
+	st, ok := c.control(ResyncDoneID)
+	if !ok {
+		return
+	}
+	if st != wire.StatusOK {
+		c.fail(fmt.Errorf("%w: peer resync end status %d", ErrPeerLost, st))
+		return
+	}
+	if err := c.sourceDone(rs); err != nil {
+		c.fail(err)
+	}
+}
+
+// sourceDone ends a resync on the source once the target acked
+// ResyncDone: clear the copied runs (rs nil: nothing was copied), retire
+// the bitmap generation and any split brain resolution.
+//
+// The run stays current (its touched bits recorded, candidates kept)
+// until the new generations are durable; only then does the state say
+// connected.
+func (c *conn) sourceDone(rs *resyncRun) error {
+	e := c.e
+	if rs != nil {
+		e.mu.Lock()
+		if e.cur != c || e.rs != rs {
+			e.mu.Unlock()
+			return nil
+		}
+		e.clearRunLocked(rs)
+		e.mu.Unlock()
+	}
+	if err := e.bm.WriteBack(); err != nil {
+		return fmt.Errorf("mirror resync: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := e.updateSuperblockLocked(func(sb *meta.Superblock) {
+		sb.Gens = sb.Gens.ResyncSourceDone()
+		sb.Flags &^= meta.FlagResolveDiscard | meta.FlagResolveKeep
+	})
+	if err != nil {
+		return err
+	}
+	e.diverged = false
+	e.older = false
+	if rs != nil && e.cur == c && e.rs == rs {
+		e.rs = nil
+		e.rsFinished++
+		e.state = Connected
+		e.cond.Broadcast()
+	}
+	return nil
+}
+
+// clearRunLocked clears the bits of rs's runs, except those written
+// during the run, touched by an async write still queued or unacked, or
+// locked by a write or chunk in flight: those stay dirty. Caller holds
+// e.mu.
+func (e *Engine) clearRunLocked(rs *resyncRun) {
+	queued := e.queuedBitsLocked()
+	g := e.gran
+	for _, r := range rs.runs {
+		var from, to uint64
+		open := false
+		for b := r.off / g; b*g < r.end; b++ {
+			reg := span{b * g, min((b+1)*g, e.size)}
+			_, q := queued[b]
+			keep := q || rs.isTouched(b) || (len(e.locked) > 0 && slices.ContainsFunc(e.locked, reg.overlaps))
+			switch {
+			case keep && open:
+				e.bm.Clear(from, to-from)
+				open = false
+			case !keep && open:
+				to = reg.end
+			case !keep:
+				from, to, open = reg.off, reg.end, true
+			}
+		}
+		if open {
+			e.bm.Clear(from, to-from)
+		}
+	}
+}
+
+// ResyncRange copies the byte range [off, off+length) (length 0: to the
+// end of the volume) from this primary to the connected peer, whatever
+// the bitmap says (DRBD's invalidate-remote): it marks the range dirty,
+// durably, and waits for an in-session resync of the dirty bitmap, writes
+// going on meanwhile at the resync rate limit. A lost peer ends it with
+// ErrPeerLost: the range stays dirty for the next connection.
+func (e *Engine) ResyncRange(ctx context.Context, off, length uint64) error {
+	if off >= e.size || length > e.size-off {
+		return fmt.Errorf("mirror resync %d+%d: %w", off, length, ErrRange)
+	}
+	if length == 0 {
+		length = e.size - off
+	}
+	e.mu.Lock()
+	c := e.cur
+	var err error
+	switch {
+	case e.closed:
+		err = ErrClosed
+	case e.role != Primary:
+		err = ErrNotPrimary
+	case c == nil:
+		err = ErrNotConnected
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("mirror resync: %w", err)
+	}
+	e.bm.MarkDirty(off, length)
+	if err := e.bm.Sync(); err != nil {
+		return fmt.Errorf("mirror resync: %w", err)
+	}
+	e.keepDirty(span{off, off + length})
+	if err := e.resyncNow(ctx, c); err != nil {
+		return fmt.Errorf("mirror resync: %w", err)
+	}
 	return nil
 }

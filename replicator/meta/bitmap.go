@@ -235,6 +235,22 @@ func (b *Bitmap) Count() uint64 {
 	return uint64(n)
 }
 
+// Dirty reports whether any bit covering [off, off+n) is set.
+func (b *Bitmap) Dirty(off, n uint64) bool {
+	first, last, ok := b.span(off, n)
+	if !ok {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for w := first / 64; w <= last/64; w++ {
+		if b.mem[w]&wordMask(w, first, last) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Runs calls fn with each maximal dirty byte range, in order, clamped to
 // the volume, until fn returns false. It holds the bitmap's lock: fn must
 // not call the Bitmap.

@@ -17,7 +17,10 @@
 //	off  size  field
 //	  0     8  magic, "VGMDMETA"
 //	  8     4  version, 1
-//	 12     4  flags: bit 0 consistent, bit 1 primary, bit 2 dirty shutdown
+//	 12     4  flags: bit 0 consistent, bit 1 primary, bit 2 dirty
+//	           shutdown, bit 3 split brain resolved by discarding this
+//	           disk's changes, bit 4 resolved by keeping them (bit 31 is
+//	           reserved for handshakes: never stored)
 //	 16     8  sequence number: +1 per superblock write
 //	 24    16  volume UUID
 //	 40     8  data size in bytes
@@ -71,5 +74,8 @@
 //
 // Generations, Compare and the transitions follow DRBD's data generation
 // UUIDs; see Compare for the rules. Split brain is reported, never
-// resolved on its own: ResolveSplitBrain needs the operator's choice.
+// resolved on its own: ResolveSplitBrain needs the operator's choice,
+// which an engine records in the superblock (FlagResolveDiscard or
+// FlagResolveKeep) until the resync it asks for ends. Bitmap.Dirty tells
+// whether a range has dirty bits.
 package meta

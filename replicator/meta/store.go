@@ -36,6 +36,20 @@ const (
 	// FlagDirtyShutdown: the metadata is open; found set on Open, the
 	// previous run crashed.
 	FlagDirtyShutdown uint32 = 1 << 2
+	// FlagResolveDiscard: an operator resolved a split brain by
+	// discarding this disk's changes; it becomes the resync target on the
+	// next connection. Cleared when that resync ends.
+	FlagResolveDiscard uint32 = 1 << 3
+	// FlagResolveKeep: an operator resolved a split brain by keeping this
+	// disk's changes; it becomes the resync source on the next
+	// connection. Cleared when that resync ends.
+	FlagResolveKeep uint32 = 1 << 4
+
+	// FlagHelloDirty is never stored: an engine sets it in the disk flags
+	// of its handshake Hello when its dirty bitmap has bits set, so that
+	// two disks with equal generations still resync the regions a crash
+	// may have left different.
+	FlagHelloDirty uint32 = 1 << 31
 )
 
 // Errors.
