@@ -47,9 +47,33 @@ type genl struct {
 }
 
 // dialGenl connects to the kernel's nbd family; ErrNoDriver if the nbd
-// module is not loaded.
+// module is not loaded. The family lives in the initial network namespace
+// only (the kernel does not mark it netns-aware), while nbd devices are
+// global: a process in another network namespace (a node under test, a
+// daemon in a container sharing the host's devices) talks to it through a
+// socket opened in PID 1's namespace.
 func dialGenl() (*genl, error) {
-	c, err := genetlink.Dial(nil)
+	g, err := dialGenlIn(0)
+	if !errors.Is(err, ErrNoDriver) {
+		return g, err
+	}
+	initNS, oerr := os.Open("/proc/1/ns/net")
+	if oerr != nil {
+		return nil, err
+	}
+	defer initNS.Close()
+	var own, initial unix.Stat_t
+	if unix.Stat("/proc/thread-self/ns/net", &own) != nil || unix.Fstat(int(initNS.Fd()), &initial) != nil ||
+		(own.Dev == initial.Dev && own.Ino == initial.Ino) {
+		return nil, err
+	}
+	return dialGenlIn(int(initNS.Fd()))
+}
+
+// dialGenlIn connects to the nbd family through a socket in the network
+// namespace netns (a file descriptor; 0 is the caller's).
+func dialGenlIn(netns int) (*genl, error) {
+	c, err := genetlink.Dial(&netlink.Config{NetNS: netns})
 	if err != nil {
 		return nil, fmt.Errorf("dial generic netlink: %w", err)
 	}
