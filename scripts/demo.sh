@@ -78,7 +78,8 @@ vpc_route() {
 }
 
 cp "$top"/examples/demo/*.sh "$work/"
-sed "s#: app-#: $work/app-#" "$top/examples/demo/cluster.yaml" > "$work/cluster.yaml"
+sed -e "s#: app-#: $work/app-#" -e "s#/WORK/#$work/#g" "$top/examples/demo/cluster.yaml" > "$work/cluster.yaml"
+for n in node1 node2; do truncate -s 64M "$work/$n.data"; done
 head -c 32 /dev/urandom > "$work/demo.key"; chmod 600 "$work/demo.key"
 "$bin/vigilctl" config check "$work/cluster.yaml" >/dev/null
 
@@ -103,6 +104,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 	done
 }
 online_on() { [ "$(state "$1" failover1)" = "online $2" ]; }
+mirror_is() { [ "$(ctl "$1" status --json 2>/dev/null | jq -r '.mirrors[]? | select(.name=="md1") | "\(.role) \(.state)"')" = "$2" ]; }
 
 for _ in $(seq 100); do emu /_emu/state >/dev/null 2>&1 && break; sleep 0.05; done
 echo "route tables before:"; routes
@@ -112,6 +114,7 @@ start node1 $n1; pid1=$!
 start node2 $n2
 wait_for 30 "failover1 online on node1" online_on node1 node1
 wait_for 10 "node2 to see it" online_on node2 node1
+wait_for 30 "md1 connected, node2 secondary" mirror_is node2 "secondary connected"
 ctl node2 status
 
 echo "route tables with failover1 on node1:"; routes
@@ -144,6 +147,10 @@ wait_for 30 "node1 back as standby" online_on node1 node2
 if ip -n $n1 addr show dev eth0 | grep -q 10.1.0.20; then
 	echo "demo: node1 kept the stale VIP" >&2; exit 1
 fi
+say "md1: node1 resyncs what node2 wrote alone, and verify compares both copies"
+wait_for 30 "md1 back on node1 as a connected secondary" mirror_is node1 "secondary connected"
+ctl node2 mirror status md1
+ctl node2 mirror verify md1
 ctl node1 status
 
 echo

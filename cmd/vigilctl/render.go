@@ -130,6 +130,23 @@ func writeStatus(w io.Writer, s api.Status) {
 		tw.Flush()
 	}
 
+	if len(s.Mirrors) > 0 {
+		fmt.Fprintln(w, "\nMIRROR DISKS")
+		row("  NAME", "ROLE", "CONNECTION", "IN SYNC", "DIRTY", "DEVICE")
+		for _, m := range s.Mirrors {
+			insync := fmt.Sprintf("%.2f%%", m.InSyncPercent)
+			if !m.Consistent {
+				insync += " (inconsistent)"
+			}
+			dev := dash(m.Device)
+			if m.MountPoint != "" {
+				dev += " on " + m.MountPoint
+			}
+			row("  "+m.Name, m.Role, m.State, insync, bytesText(m.DirtyBytes), dev)
+		}
+		tw.Flush()
+	}
+
 	renderTimeline(w, s.LastFailover)
 }
 

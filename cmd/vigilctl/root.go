@@ -80,6 +80,7 @@ func newRoot() *cobra.Command {
 		clusterCmd(c),
 		groupCmd(c),
 		monitorCmd(c),
+		mirrorCmd(c),
 		configCmd(),
 		awsCmd(),
 	)

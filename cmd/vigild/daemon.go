@@ -38,6 +38,7 @@ type daemon struct {
 	binder  vip.Binder
 	pinger  *ping.Pinger
 	metrics *metrics.Metrics
+	mirrors *mirrors
 }
 
 func newDaemon(o options, log *slog.Logger) (*daemon, error) {
@@ -80,6 +81,11 @@ func newDaemon(o options, log *slog.Logger) (*daemon, error) {
 		AWS: awsEnv, DefaultInterface: defaultIface,
 		Prepare: true, PrepareTimeout: 30 * time.Second,
 	}
+	if d.mirrors, err = openMirrors(cfg, o.server, log, d.metrics); err != nil {
+		return nil, err
+	}
+	d.metrics.RegisterMirrors(d.mirrors.samples)
+	factory.Mirrors = d.mirrors.disks
 	var pinger np.Pinger
 	if d.pinger != nil {
 		pinger = d.pinger
@@ -87,6 +93,7 @@ func newDaemon(o options, log *slog.Logger) (*daemon, error) {
 	incarnation := heartbeat.NewIncarnation()
 	fp, hbMode, err := loadFastPath(cfg, uint8(self), incarnation, log)
 	if err != nil {
+		d.mirrors.close(log)
 		return nil, err
 	}
 	d.fp = fp
@@ -102,11 +109,13 @@ func newDaemon(o options, log *slog.Logger) (*daemon, error) {
 	})
 	if err != nil {
 		d.closeFastPath()
+		d.mirrors.close(log)
 		return nil, err
 	}
 	hbCfg, err := heartbeatConfig(cfg, uint8(self))
 	if err != nil {
 		d.closeFastPath()
+		d.mirrors.close(log)
 		return nil, err
 	}
 	hbCfg.Logger = log
@@ -117,6 +126,7 @@ func newDaemon(o options, log *slog.Logger) (*daemon, error) {
 	}
 	if d.hb, err = heartbeat.New(hbCfg); err != nil {
 		d.closeFastPath()
+		d.mirrors.close(log)
 		return nil, fmt.Errorf("heartbeat: %w", err)
 	}
 	d.node.SetHeartbeat(d.hb)
@@ -143,7 +153,20 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.binder.CleanUp(); err != nil {
 		return fmt.Errorf("clean up floating addresses left behind: %w", err)
 	}
-	srv, err := api.Listen(d.o.socket, d.node, d.log)
+	// The mirror disks outlive the node's loop: stopping the groups
+	// demotes them while the mirror connect is still up, so that the
+	// last writes reach the peer.
+	defer d.mirrors.close(d.log)
+	mctx, mcancel := context.WithCancel(context.WithoutCancel(ctx))
+	mdone := make(chan error, 1)
+	go func() { mdone <- d.mirrors.run(mctx) }()
+	defer func() {
+		mcancel()
+		if err := <-mdone; err != nil {
+			d.log.Error("mirror disks", "err", err)
+		}
+	}()
+	srv, err := api.Listen(d.o.socket, backend{d.node, d.mirrors}, d.log)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,6 @@
 // Package resource implements the group resources a node starts and stops:
-// exec scripts and floating IP addresses. AWS and mirror disk resources build
-// on the same interface.
+// exec scripts, floating IP addresses, the AWS resources (aws.go) and mirror
+// disks (mirror.go).
 package resource
 
 import (
@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-ha/vigil/control/monitor"
 	"github.com/vigil-ha/vigil/control/script"
 	"github.com/vigil-ha/vigil/dataplane/vip"
+	"github.com/vigil-ha/vigil/replicator/mirror"
 )
 
 // Resource is one group resource on this node.
@@ -75,6 +76,9 @@ type Factory struct {
 	// bounded by PrepareTimeout, so that a failover finds its checks done.
 	Prepare        bool
 	PrepareTimeout time.Duration
+	// Mirrors are the node's mirror disks by resource name, opened for
+	// the daemon's life; a mirror_disk resource not among them is refused.
+	Mirrors map[string]*mirror.Disk
 }
 
 // New builds the resource r of group as seen from server.
@@ -95,6 +99,12 @@ func (f *Factory) New(group string, r *config.Resource) (Resource, error) {
 			return nil, fmt.Errorf("resource %s: type %s needs AWS settings", r.Name, r.Type)
 		}
 		return f.newAWS(r)
+	case config.KindMirrorDisk:
+		d := f.Mirrors[r.Name]
+		if d == nil {
+			return nil, fmt.Errorf("resource %s: mirror disk not opened on this node", r.Name)
+		}
+		return &MirrorDisk{Disk: d}, nil
 	default:
 		return nil, fmt.Errorf("resource %s: type %s is not supported by this build", r.Name, r.Type)
 	}
