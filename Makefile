@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps test vet lint fmt-check demo fuzz bench bench-aws clean generate generate-check bench-heartbeat bench-mirror vmtest
+.PHONY: all build deps test vet lint fmt-check demo fuzz bench bench-aws clean generate generate-check bench-heartbeat bench-mirror bench-vm vmtest
 
 all: build
 
@@ -94,6 +94,18 @@ bench-heartbeat: deps
 # BENCH_MIRROR_FLAGS=-quick is a short run; -h lists the flags.
 bench-mirror:
 	$(GO) run ./internal/cmd/benchmirror $(BENCH_MIRROR_FLAGS)
+
+# bench-vm (about four minutes under TCG) boots the VM harness's Debian 6.1
+# kernel and compares DRBD 8.4 in protocol C (the kernel's drbd.ko) with
+# Vigil's mirror disk in sync mode, both between two loop devices across
+# one veth, with bench-mirror's workloads on /dev/drbd0 and /dev/nbdN
+# (O_DIRECT): sequential 1 MiB writes (MB/s) and random 4 KiB sync writes
+# at queue depth 1 (p99), interleaved over rounds. It ends with two
+# bench-vm: summary lines. BENCH_VM_FLAGS: -benchvm.mib=N,
+# -benchvm.rounds=N, -benchvm.rand-time=D (vmtests/drbd).
+bench-vm: deps
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vigil-vmexec ./vmtests/cmd/vigil-vmexec
+	$(GO) run ./internal/cmd/benchvm -exec $(BIN)/vigil-vmexec $(BENCH_VM_FLAGS)
 
 # vmtest boots Debian's cloud kernel (bookworm, 6.1) in qemu and runs the
 # VM suites (vmtests/README.md): the eBPF dataplane and vigild's

@@ -122,6 +122,25 @@ var (
 		Modules: []string{"nbd"},
 		Tools:   []string{"mke2fs", "e2fsck"},
 	}
+	// pkgMirror is the mirror disk end to end: two vigild nodes in
+	// network namespaces replicate a file partition and expose it as
+	// /dev/nbdN with ext4 on it (vigild runs mkfs.ext4; the test runs
+	// e2fsck), move it, fail over, resync, and run over netem.
+	pkgMirror = Package{
+		Path:     "./vmtests/mirror",
+		Modules:  []string{"veth", "nbd", "sch_netem"},
+		Tools:    []string{"mkfs.ext4", "e2fsck"},
+		Binaries: []Binary{{Path: "./cmd/vigild", Env: "VIGILD_BIN"}, {Path: "./cmd/vigilctl", Env: "VIGILCTL_BIN"}},
+	}
+	// pkgDRBD is the DRBD 8.4 baseline (drbd.ko of the same kernel, set
+	// up with drbd-utils' 8.4 tools on loop devices) and, as a benchmark
+	// (make bench-vm), the same workloads on Vigil's /dev/nbdN.
+	pkgDRBD = Package{
+		Path:     "./vmtests/drbd",
+		Modules:  []string{"veth", "loop", "drbd", "nbd"},
+		Tools:    []string{"/usr/lib/drbd/drbdsetup-84", "drbdmeta"},
+		Binaries: []Binary{{Path: "./cmd/vigild", Env: "VIGILD_BIN"}, {Path: "./cmd/vigilctl", Env: "VIGILCTL_BIN"}},
+	}
 )
 
 // Suites are what make vmtest runs, in this order. A new suite (the
@@ -154,6 +173,19 @@ var Suites = []Suite{
 		Doc:      "the mirror disk's NBD frontend: files exported as /dev/nbdN over socketpairs, ext4 made, mounted, checked; O_DIRECT, FUA, discard; Close while mounted or held open; a crashed export's leftover device cleaned up",
 		Packages: []Package{pkgNBD},
 		Timeout:  5 * time.Minute,
+	},
+	{
+		Name:     "mirror",
+		Doc:      "the mirror disk end to end: two vigild nodes, /dev/nbdN with ext4, move, SIGKILL failover with journal replay, resync, verify, fsck; then sync mode on a netem cross-AZ link",
+		Packages: []Package{pkgMirror},
+		Timeout:  8 * time.Minute,
+		MemoryMB: 1024,
+	},
+	{
+		Name:     "drbd",
+		Doc:      "the DRBD 8.4 baseline (protocol C between two loop devices across a veth): connects, syncs, a write on the primary reads back on the secondary",
+		Packages: []Package{pkgDRBD},
+		Timeout:  2 * time.Minute,
 	},
 }
 
