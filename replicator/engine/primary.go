@@ -245,21 +245,27 @@ func (e *Engine) flush(ctx context.Context, waitCatchUp bool) error {
 	id := e.flushIDSeq
 	e.mu.Unlock()
 
+	// The peer's flush runs while the local one does: the Flush frame
+	// follows every write completed before it on the connection.
+	var ch chan uint32
+	if c != nil {
+		ch = make(chan uint32, 1)
+		var b [wire.FlushSize]byte
+		err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(b[:]), nil, func(uint64) {
+			c.mu.Lock()
+			c.flushes[id] = ch
+			c.mu.Unlock()
+		})
+		if err != nil {
+			c.fail(err)
+			c = nil
+		}
+	}
 	if err := e.cfg.Data.Sync(); err != nil {
+		// The peer's FlushAck still finds its (buffered) channel.
 		return fmt.Errorf("mirror flush: %w", err)
 	}
 	if c == nil {
-		return nil
-	}
-	ch := make(chan uint32, 1)
-	var b [wire.FlushSize]byte
-	err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(b[:]), nil, func(uint64) {
-		c.mu.Lock()
-		c.flushes[id] = ch
-		c.mu.Unlock()
-	})
-	if err != nil {
-		c.fail(err)
 		return nil
 	}
 	st, ok, err := c.wait(ctx, ch, "flush ack")

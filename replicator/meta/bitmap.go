@@ -23,9 +23,11 @@ type Bitmap struct {
 	size uint64
 	nbit uint64
 
+	ext uint64 // bits per activity extent: a power of two, 1 to 64
+
 	mu      sync.Mutex
 	mem     []uint64
-	disk    []uint64 // what the partition holds
+	disk    []uint64 // what the partition holds: mem's bits widened to extents
 	pending []uint64 // one bit per page that differs from disk
 
 	syncMu sync.Mutex // one Sync at a time
@@ -38,6 +40,7 @@ func loadBitmap(f *os.File, nbit uint64, gran uint32, size uint64) (*Bitmap, err
 	npages := (nwords + pageWords - 1) / pageWords
 	b := &Bitmap{
 		f: f, gran: uint64(gran), size: size, nbit: nbit,
+		ext:     extentBits(uint64(gran)),
 		mem:     make([]uint64, npages*pageWords),
 		disk:    make([]uint64, npages*pageWords),
 		pending: make([]uint64, (npages+63)/64),
@@ -55,6 +58,39 @@ func loadBitmap(f *os.File, nbit uint64, gran uint32, size uint64) (*Bitmap, err
 	}
 	copy(b.disk, b.mem)
 	return b, nil
+}
+
+// ExtentSize is the volume an activity extent covers: a bit made durable
+// makes its whole extent durable, so later first writes to the extent's
+// other regions need no bitmap sync (DRBD's activity log extents are as
+// large). A restarted node resyncs whole extents; a running one only the
+// regions it marked.
+const ExtentSize = 4 << 20
+
+// extentBits returns the bits per activity extent for granularity gran:
+// ExtentSize/gran, within one 64-bit word.
+func extentBits(gran uint64) uint64 {
+	return min(max(ExtentSize/gran, 1), 64)
+}
+
+// widen returns word w of the bitmap with every extent holding a set bit
+// set whole, within the volume. Caller holds b.mu.
+func (b *Bitmap) widen(w uint64) uint64 {
+	v := b.mem[w]
+	if v == 0 || b.ext == 1 {
+		return v
+	}
+	group := ^uint64(0) >> (64 - b.ext)
+	var out uint64
+	for i := uint64(0); i < 64; i += b.ext {
+		if v&(group<<i) != 0 {
+			out |= group << i
+		}
+	}
+	if end := (w + 1) * 64; end > b.nbit { // bits past the volume's end are never set
+		out &= ^uint64(0) >> (end - b.nbit)
+	}
+	return out
 }
 
 // Granularity returns the volume bytes one bit covers.
@@ -176,8 +212,8 @@ func (b *Bitmap) Sync() error {
 	b.buf = b.buf[:len(b.pages)*PageSize]
 	for k, p := range b.pages {
 		page := b.buf[k*PageSize : (k+1)*PageSize]
-		for i, w := range b.mem[p*pageWords : (p+1)*pageWords] {
-			le.PutUint64(page[8*i:], w)
+		for i := range pageWords {
+			le.PutUint64(page[8*i:], b.widen(p*pageWords+uint64(i)))
 		}
 	}
 	b.mu.Unlock()

@@ -70,6 +70,19 @@
 // regions to resync. A bitmap page torn by a crash mid-Sync is safe: the
 // writes waiting on that Sync were not issued.
 //
+// # Activity extents
+//
+// What Sync writes is wider than memory: a set bit makes its whole 4 MiB
+// extent (ExtentSize, 64 bits at the default granularity) set on the
+// partition, and MarkDirty asks for a Sync only when a write leaves that
+// durable superset. A burst of writes to fresh regions near each other
+// (a sequential stream, a database's hot area) pays one bitmap sync per
+// extent instead of one per region, as DRBD's activity log does. Memory
+// keeps the exact regions, so a running node's resync copies only what
+// it marked; after a restart the loaded bitmap holds the widened bits,
+// and the resync copies whole extents. An extent's bits leave the
+// partition once none of its regions is dirty.
+//
 // # Generations
 //
 // Generations, Compare and the transitions follow DRBD's data generation

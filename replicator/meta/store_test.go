@@ -99,7 +99,12 @@ func TestCrashKeepsDirtyRegions(t *testing.T) {
 	// Clears are lazy: a cleared but not written back region stays dirty
 	// on disk, which is safe.
 	bm.Clear(1<<20, 64<<10)
-	want := bm.Count() + 1
+	if n := bm.Count(); n != 5 {
+		t.Fatalf("%d dirty bits in memory, want the 5 regions marked and not cleared", n)
+	}
+	// The partition holds whole activity extents: 0-4 MiB (the first two
+	// writes), both sides of 5 GiB, and the last one.
+	want := uint64(4 * ExtentSize / DefaultGranularity)
 	// Crash: no Close, no WriteBack.
 	s.f.Close()
 
@@ -201,5 +206,71 @@ func BenchmarkMarkDirtySync(b *testing.B) {
 			}
 		}
 		off = (off + bm.Granularity()) % (10 << 30)
+	}
+}
+
+// TestActivityExtents: a durable bit makes its extent durable, so a first
+// write to another region of the extent needs no Sync, one outside it
+// does; an extent leaves the partition once all its regions are clear.
+func TestActivityExtents(t *testing.T) {
+	s, path := newStore(t)
+	bm := s.Bitmap()
+	if !bm.MarkDirty(0, 4096) {
+		t.Fatal("a first write needs no sync")
+	}
+	if err := bm.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if bm.MarkDirty(ExtentSize-4096, 4096) {
+		t.Fatal("a write in a durable extent asks for a sync")
+	}
+	if !bm.MarkDirty(ExtentSize, 4096) {
+		t.Fatal("a write in the next extent needs no sync")
+	}
+	if err := bm.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := bm.Count(); n != 3 {
+		t.Fatalf("%d dirty bits in memory, want 3", n)
+	}
+	// The first extent clears; the second keeps a dirty region.
+	bm.Clear(0, ExtentSize)
+	if err := bm.WriteBack(); err != nil {
+		t.Fatal(err)
+	}
+	s.f.Close()
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var runs [][2]uint64
+	s2.Bitmap().Runs(func(off, n uint64) bool { runs = append(runs, [2]uint64{off, n}); return true })
+	if len(runs) != 1 || runs[0] != [2]uint64{ExtentSize, ExtentSize} {
+		t.Fatalf("dirty on the partition: %v; want the second extent only", runs)
+	}
+}
+
+// TestActivityExtentAtTheEnd: widening never sets bits past the volume's
+// end.
+func TestActivityExtentAtTheEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta")
+	s, err := Create(path, Superblock{VolumeUUID: [16]byte{1}, Size: ExtentSize + DefaultGranularity, BlockSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bm := s.Bitmap()
+	bm.MarkDirty(ExtentSize, 4096)
+	if err := bm.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.f.Close()
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n := s2.Bitmap().Count(); n != 1 {
+		t.Fatalf("%d dirty bits on the partition, want the last region's 1", n)
 	}
 }
