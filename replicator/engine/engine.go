@@ -162,6 +162,14 @@ type Volume interface {
 	Sync() error
 }
 
+// Prefetcher is a Volume that can start reading a range in the
+// background, so that a later ReadAt finds it in memory. A resync source
+// uses it to read the dirty runs ahead of the one it sends (DataFile is
+// one); the hint changes nothing else.
+type Prefetcher interface {
+	Prefetch(off, n int64)
+}
+
 // Role is a node's role for one mirror disk.
 type Role uint8
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -478,5 +479,54 @@ func TestResyncRange(t *testing.T) {
 	p.e.Disconnect()
 	if err := p.e.ResyncRange(ctx, 0, 0); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("resync standing alone: %v", err)
+	}
+}
+
+// hintLog records Prefetch hints.
+type hintLog struct{ hints []span }
+
+func (h *hintLog) Prefetch(off, n int64) {
+	h.hints = append(h.hints, span{uint64(off), uint64(off + n)})
+}
+
+// TestReadAhead: the hints cover the runs in order, in pieces of at most
+// 1 MiB, and stay within the window beyond what was read.
+func TestReadAhead(t *testing.T) {
+	runs := []span{{0, 64 << 10}, {1 << 20, 1<<20 + 64<<10}, {32 << 20, 56 << 20}}
+	var h hintLog
+	ra := readAhead{p: &h, runs: runs}
+	var read, total uint64
+	for _, r := range runs {
+		total += r.end - r.off
+	}
+	for read < total {
+		n := min(uint64(1<<20), total-read)
+		ra.consume(n)
+		read += n
+		var hinted uint64
+		for _, s := range h.hints {
+			hinted += s.end - s.off
+		}
+		if hinted > read+readAheadWindow+1<<20 {
+			t.Fatalf("after %d bytes read, %d hinted: beyond the window", read, hinted)
+		}
+		if hinted < min(total, read+readAheadWindow) {
+			t.Fatalf("after %d bytes read, only %d hinted", read, hinted)
+		}
+	}
+	// The hints, joined, are exactly the runs.
+	var joined []span
+	for _, s := range h.hints {
+		if s.end-s.off > 1<<20 {
+			t.Fatalf("hint %v larger than 1 MiB", s)
+		}
+		if k := len(joined); k > 0 && joined[k-1].end == s.off {
+			joined[k-1].end = s.end
+			continue
+		}
+		joined = append(joined, s)
+	}
+	if !slices.Equal(joined, runs) {
+		t.Fatalf("hints %v; want the runs %v", joined, runs)
 	}
 }

@@ -181,7 +181,7 @@ func Open(cfg Config) (*Disk, error) {
 	eng, err := engine.New(engine.Config{
 		Role: engine.Secondary, Node: cfg.Node,
 		ClusterKey: cfg.ClusterKey, ConfigHash: cfg.ConfigHash,
-		Data: data, Meta: ms,
+		Data: engine.DataFile{File: data}, Meta: ms,
 		PingInterval: ping, Timeout: cfg.Timeout,
 		Mode: cfg.Mode, ResyncRate: cfg.ResyncRate,
 		ObserveWrite: cfg.ObserveWrite,

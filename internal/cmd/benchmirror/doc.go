@@ -16,7 +16,7 @@
 // stream of 1 MiB writes (the throughput ceiling). Then three partitions
 // are filled: the primary's, the secondary's, and a raw one alike in size,
 // fill and disk. "raw" is that partition written as the engine writes its
-// backing file (page cache, and fsync for a sync write); once, for
+// backing file (page cache, and fdatasync for a sync write); once, for
 // context, the raw and the secondary's partitions are written at once (the
 // disk work of a mirror whose two partitions share one disk). Then come
 // -rounds interleaved rounds, so that a noisy machine spreads its noise

@@ -85,8 +85,8 @@ func (b *bench) randOptions(round int) blockbench.RandOptions {
 }
 
 // measureRawBoth writes the raw and the secondary's partitions at once,
-// sequentially: what one disk does when a mirror's two partitions share
-// it. It runs once, before the mirror exists (the full sync overwrites
+// sequentially, then with random sync writes: what one disk does when a
+// mirror's two partitions share it. It runs once, before the mirror exists (the full sync overwrites
 // the secondary's partition afterwards).
 func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 	b.logf("raw x2: sequential 1 MiB writes on two partitions at once ...")
@@ -100,7 +100,7 @@ func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 	ch := make(chan out, 2)
 	for _, f := range []*os.File{b.r, b.s} {
 		go func() {
-			r, err := blockbench.Sequential(ctx, blockbench.Buffered{File: f}, b.seqOptions())
+			r, err := blockbench.Sequential(ctx, blockbench.Buffered{File: engine.DataFile{File: f}}, b.seqOptions())
 			ch <- out{r, err}
 		}()
 	}
@@ -117,14 +117,43 @@ func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 		return fmt.Errorf("raw sequential on two partitions: %w", err)
 	}
 	res.addSeq(varRawBoth, seqFigOf(slow))
+
+	// The random sync workload on both at once: each sync write waits
+	// for the other's cache flushes on the shared disk, as a sync
+	// mirror's two sides do.
+	b.logf("raw x2: random 4 KiB sync writes on two partitions at once ...")
+	type rout struct {
+		r   blockbench.RandResult
+		err error
+	}
+	rch := make(chan rout, 2)
+	for i, f := range []*os.File{b.r, b.s} {
+		go func() {
+			o := b.randOptions(0)
+			o.Seed += uint64(i) << 32
+			r, err := blockbench.RandomSync(ctx, blockbench.Buffered{File: engine.DataFile{File: f}}, o)
+			rch <- rout{r, err}
+		}()
+	}
+	for range 2 {
+		o := <-rch
+		if o.err != nil {
+			err = errors.Join(err, o.err)
+			continue
+		}
+		res.addRand(varRawBoth, o.r, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("raw random on two partitions: %w", err)
+	}
 	return nil
 }
 
 // measureRaw runs one round of both workloads on the raw partition,
-// written as the engine writes its backing file (page cache, and fsync
-// for a sync write).
+// written as the engine writes its backing file (page cache, and
+// fdatasync for a sync write: engine.DataFile).
 func (b *bench) measureRaw(ctx context.Context, res *results, round int) error {
-	raw := blockbench.Buffered{File: b.r}
+	raw := blockbench.Buffered{File: engine.DataFile{File: b.r}}
 	b.logf("round %d/%d, raw: sequential 1 MiB writes, then random 4 KiB sync writes ...", round+1, b.o.rounds)
 	if err := b.coldCaches(); err != nil {
 		return err
@@ -226,7 +255,7 @@ func (b *bench) freshSecondary() error {
 	b.sMeta = ms
 	e, err := engine.New(engine.Config{
 		Role: engine.Secondary, Node: 1, ClusterKey: b.key, ConfigHash: b.hash,
-		Data: b.s, Meta: ms, Timeout: b.o.engineTimeout,
+		Data: engine.DataFile{File: b.s}, Meta: ms, Timeout: b.o.engineTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("secondary engine: %w", err)
@@ -246,7 +275,7 @@ func (b *bench) newPrimary(mode engine.Mode) error {
 	}
 	e, err := engine.New(engine.Config{
 		Role: engine.Primary, Node: 0, ClusterKey: b.key, ConfigHash: b.hash,
-		Data: b.p, Meta: b.pMeta, Timeout: b.o.engineTimeout, Mode: mode,
+		Data: engine.DataFile{File: b.p}, Meta: b.pMeta, Timeout: b.o.engineTimeout, Mode: mode,
 	})
 	if err != nil {
 		return fmt.Errorf("primary engine: %w", err)
