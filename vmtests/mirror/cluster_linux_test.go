@@ -234,7 +234,7 @@ func (c *cluster) cleanUp() {
 type daemon struct {
 	name, socket string
 	cmd          *exec.Cmd
-	log          syncBuffer
+	log          vigiltest.SyncBuffer
 	// history is the log of the node's earlier runs.
 	history string
 	// killed says the test killed or stopped it: its exit is no failure.
@@ -622,23 +622,6 @@ func tail(s string, n int) string {
 		lines = append([]string{fmt.Sprintf("[%d earlier lines]\n", len(lines)-n)}, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var errStopped = errors.New("stopped")

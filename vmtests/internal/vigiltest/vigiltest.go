@@ -48,7 +48,7 @@ type Daemon struct {
 	Name   string
 	Socket string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *SyncBuffer
 }
 
 // Start starts vigild with the configuration file cfg as server name; the
@@ -57,7 +57,7 @@ type Daemon struct {
 // when the test ends, and its log shown if the test failed.
 func Start(t testing.TB, vigild, cfg, name, dir string, spawn func(*exec.Cmd) error) *Daemon {
 	t.Helper()
-	d := &Daemon{Name: name, Socket: filepath.Join(dir, name+".sock"), log: &syncBuffer{}}
+	d := &Daemon{Name: name, Socket: filepath.Join(dir, name+".sock"), log: &SyncBuffer{}}
 	d.cmd = exec.Command(vigild, "-config", cfg, "-server", name, "-socket", d.Socket, "-log-level", "info")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if spawn == nil {
@@ -166,18 +166,20 @@ func Sum(text, name string, fragments ...string) float64 {
 	return total
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers and readers:
+// a daemon's log.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
