@@ -118,7 +118,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 	netnstest.Veth(t, c.ns[0], "eth0", addrs[0], c.ns[1], "eth0", addrs[1])
 	if o.Netem != nil {
 		for _, ns := range c.ns {
-			ns.Do(t, func() error { return addNetem("eth0", *o.Netem) })
+			ns.Do(t, func() error { return vigiltest.AddNetem("eth0", *o.Netem) })
 		}
 	}
 	c.vigild, c.vigilctl = vigiltest.Binaries(t)
@@ -596,23 +596,6 @@ func fileSum(t *testing.T, path string) [sha256.Size]byte {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum
-}
-
-// addNetem puts a netem qdisc at the root of link name.
-func addNetem(name string, attrs netlink.NetemQdiscAttrs) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return err
-	}
-	q := netlink.NewNetem(netlink.QdiscAttrs{
-		LinkIndex: l.Attrs().Index,
-		Handle:    netlink.MakeHandle(1, 0),
-		Parent:    netlink.HANDLE_ROOT,
-	}, attrs)
-	if err := netlink.QdiscAdd(q); err != nil {
-		return fmt.Errorf("add netem qdisc on %s: %w", name, err)
-	}
-	return nil
 }
 
 // tail returns the last n lines of s.

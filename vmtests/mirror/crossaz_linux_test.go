@@ -13,18 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/vigil-ha/vigil/control/api"
 	"github.com/vigil-ha/vigil/internal/blockbench"
 	"github.com/vigil-ha/vigil/internal/testutil"
 	"github.com/vigil-ha/vigil/vmtests/internal/vigiltest"
 )
 
-// crossAZ is the link between two Availability Zones: each direction
-// delays 1 ms ± 0.3 ms and loses 1 % of packets, as
-// `tc qdisc add dev X root netem delay 1ms 0.3ms loss 1%` does.
-var crossAZ = netlink.NetemQdiscAttrs{Latency: 1000, Jitter: 300, Loss: 1}
+// crossAZ is the link the suite runs on (vigiltest.CrossAZ).
+var crossAZ = vigiltest.CrossAZ
 
 // defaultCrossAZDuration is how long the writes run on the link;
 // VIGIL_MIRROR_NETEM_DURATION (a Go duration) changes it.

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-ha/vigil/control/api"
@@ -25,9 +24,8 @@ import (
 	"github.com/vigil-ha/vigil/vmtests/vmenv"
 )
 
-// The link: each direction delays 1 ms ± 0.3 ms and loses 1% of packets,
-// as `tc qdisc add dev X root netem delay 1ms 0.3ms loss 1%` does.
-var crossAZ = netlink.NetemQdiscAttrs{Latency: 1000, Jitter: 300, Loss: 1}
+// crossAZ is the link the suite runs on (vigiltest.CrossAZ).
+var crossAZ = vigiltest.CrossAZ
 
 // defaultDuration is how long the cluster runs on the link; VIGIL_NETEM_DURATION
 // (a Go duration) changes it.
@@ -67,7 +65,7 @@ func TestCrossAZNoFalseFailover(t *testing.T) {
 	nodes := [2]*netnstest.NS{netnstest.New(t, "az-a"), netnstest.New(t, "az-b")}
 	netnstest.Veth(t, nodes[0], "eth0", netip.MustParsePrefix("198.18.30.1/24"), nodes[1], "eth0", netip.MustParsePrefix("198.18.30.2/24"))
 	for _, ns := range nodes {
-		err := ns.Run(func() error { return addNetem("eth0", crossAZ) })
+		err := ns.Run(func() error { return vigiltest.AddNetem("eth0", crossAZ) })
 		if err != nil && netemMissing(err) && !vmenv.InVM() {
 			t.Skipf("the kernel has no sch_netem (%v); make vmtest runs this test in a VM whose kernel has it", err)
 		}
@@ -175,23 +173,6 @@ watch:
 		report = append(report, fmt.Sprintf("node%d: failovers %v, peers lost %v, lane misses %v, last RTT %v", i+1, failovers, lost, misses, rtt))
 	}
 	t.Logf("after %v (%d checks): %s", duration, checks, strings.Join(report, "; "))
-}
-
-// addNetem puts a netem qdisc at the root of link name.
-func addNetem(name string, attrs netlink.NetemQdiscAttrs) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return err
-	}
-	q := netlink.NewNetem(netlink.QdiscAttrs{
-		LinkIndex: l.Attrs().Index,
-		Handle:    netlink.MakeHandle(1, 0),
-		Parent:    netlink.HANDLE_ROOT,
-	}, attrs)
-	if err := netlink.QdiscAdd(q); err != nil {
-		return fmt.Errorf("add netem qdisc: %w", err)
-	}
-	return nil
 }
 
 // netemMissing reports whether err says the kernel has no netem qdisc.
