@@ -125,8 +125,9 @@ func (r *Reader) decompress(t Type, p []byte) ([]byte, error) {
 	}
 	size := WriteHeaderSize + n
 	if cap(r.dbuf) < size {
-		r.dbuf = make([]byte, size, max(size, min(2*cap(r.dbuf), WriteHeaderSize+MaxData)))
+		r.dbuf = r.dbufs.get(r.dbuf[:0:min(cap(r.dbuf), (WriteHeaderSize+MaxData)/2)], size, WriteHeaderSize)
 	}
+	r.inDBuf = true
 	out := r.dbuf[:size]
 	copy(out, hdr)
 	if len(block) <= maxZeroBlock {

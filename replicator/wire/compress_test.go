@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -419,5 +420,95 @@ func TestZeroBlocksOnTheWire(t *testing.T) {
 	f, err := r.ReadFrame()
 	if err != nil || !allZero(f.Payload[WriteHeaderSize:]) || len(f.Payload) != WriteHeaderSize+8192 {
 		t.Fatalf("s2's zero block: %v", err)
+	}
+}
+
+// TestDataAligned checks that the data block of every Write and
+// ResyncData frame ReadFrame returns starts at a multiple of DataAlign, in
+// every codec mode, compressed or not, whatever size the Reader's buffer
+// had grown to before.
+func TestDataAligned(t *testing.T) {
+	for _, mode := range []string{"plain", "mac", "encrypt", "plain+s2", "mac+s2", "encrypt+s2"} {
+		t.Run(mode, func(t *testing.T) {
+			var stream bytes.Buffer
+			r, w := NewReader(&stream, nil), NewWriter(&stream)
+			setMode(t, r, w, mode)
+			for i, size := range []int{4096, 512, 64 << 10, 4096, MaxData, 8192} {
+				for _, kind := range []string{"random", "text"} {
+					data := dataKind(kind, size)
+					for _, ty := range []Type{TypeWrite, TypeResyncData} {
+						h := WriteHeader{Offset: uint64(i) << 20, Length: uint32(size)}
+						if _, err := w.WriteFrame(ty, h.Put(make([]byte, WriteHeaderSize)), data); err != nil {
+							t.Fatal(err)
+						}
+						if err := w.Flush(); err != nil {
+							t.Fatal(err)
+						}
+						f, err := r.ReadFrame()
+						if err != nil {
+							t.Fatalf("%s %s %d: %v", ty, kind, size, err)
+						}
+						got := f.Payload[WriteHeaderSize:]
+						if !bytes.Equal(got, data) {
+							t.Fatalf("%s %s %d: data differs", ty, kind, size)
+						}
+						if a := uintptr(unsafe.Pointer(unsafe.SliceData(got))) % DataAlign; a != 0 {
+							t.Fatalf("%s %s %d (compressed %v): data at address %% %d = %d, want 0",
+								ty, kind, size, f.Flags&FlagCompressed != 0, DataAlign, a)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRetain checks that a retained payload survives later frames, in
+// every mode, compressed or not, and that released buffers are reused
+// with their alignment.
+func TestRetain(t *testing.T) {
+	for _, mode := range []string{"plain", "mac", "encrypt+s2"} {
+		t.Run(mode, func(t *testing.T) {
+			var stream bytes.Buffer
+			r, w := NewReader(&stream, nil), NewWriter(&stream)
+			setMode(t, r, w, mode)
+			type kept struct {
+				want, got []byte
+				release   func()
+			}
+			var held []kept
+			for i := range 40 {
+				kind := []string{"random", "text", "zero"}[i%3]
+				data := dataKind(kind, 4096<<(i%5))
+				data[0] = byte(i)
+				h := WriteHeader{Offset: uint64(i) << 20, Length: uint32(len(data))}
+				if _, err := w.WriteFrame(TypeWrite, h.Put(make([]byte, WriteHeaderSize)), data); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				f, err := r.ReadFrame()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := f.Payload[WriteHeaderSize:]
+				if uintptr(unsafe.Pointer(unsafe.SliceData(got)))%DataAlign != 0 {
+					t.Fatalf("frame %d: data not aligned", i)
+				}
+				held = append(held, kept{data, got, r.Retain()})
+				for _, k := range held {
+					if !bytes.Equal(k.want, k.got) {
+						t.Fatalf("after frame %d: a retained payload changed", i)
+					}
+				}
+				if len(held) == 4 { // release the oldest three, keep one
+					for _, k := range held[:3] {
+						k.release()
+					}
+					held = held[3:]
+				}
+			}
+		})
 	}
 }

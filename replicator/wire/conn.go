@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -66,6 +67,72 @@ func (s *session) setSeq(seq uint64) []byte {
 	return s.nonce[:]
 }
 
+// DataAlign is the alignment of the data block of a Write or ResyncData
+// frame that ReadFrame returns (its address): a volume opened for direct
+// I/O writes it without a copy.
+const DataAlign = 4096
+
+// alignedAt returns a buffer of n bytes, with room for c, whose byte at
+// index at has an address that is a multiple of DataAlign.
+func alignedAt(n, c, at int) []byte {
+	b := make([]byte, c+DataAlign)
+	skip := (DataAlign - int((uintptr(unsafe.Pointer(unsafe.SliceData(b)))+uintptr(at))%DataAlign)) % DataAlign
+	return b[skip : skip+n : skip+c]
+}
+
+// maxSpares bounds the buffers a Reader keeps for reuse after Retain.
+const maxSpares = 8
+
+// spares is a bounded free list of a Reader's buffers; put may be called
+// from any goroutine.
+type spares struct {
+	ch chan []byte
+}
+
+// get returns a buffer of n bytes whose byte at index at is DataAlign
+// aligned: a spare large enough, else a new one (twice old's capacity
+// when that is larger, so that a growing stream allocates rarely).
+func (s *spares) get(old []byte, n, at int) []byte {
+	if s.ch != nil {
+		select {
+		case b := <-s.ch:
+			if cap(b) >= n {
+				return b[:n]
+			}
+		default:
+		}
+	}
+	return alignedAt(n, max(n, 2*cap(old)), at)
+}
+
+// put keeps b for reuse unless enough are kept already.
+func (s *spares) put(b []byte) {
+	select {
+	case s.ch <- b:
+	default:
+	}
+}
+
+// Retain hands the buffer holding the payload of the frame ReadFrame last
+// returned to the caller: the payload stays valid after later ReadFrames,
+// which read into other buffers, until release is called. release gives
+// the buffer back for reuse; call it once, from any goroutine. A caller
+// that applies frames in another goroutine than the one reading them
+// retains each frame it hands over.
+func (r *Reader) Retain() (release func()) {
+	pool, b := &r.bufs, r.buf
+	if r.inDBuf {
+		pool, b = &r.dbufs, r.dbuf
+		r.dbuf = nil
+	} else {
+		r.buf = nil
+	}
+	if pool.ch == nil {
+		pool.ch = make(chan []byte, maxSpares)
+	}
+	return func() { pool.put(b[:cap(b)]) }
+}
+
 // Reader decodes frames from a stream. It is not safe for concurrent use;
 // one goroutine reads a connection.
 type Reader struct {
@@ -80,6 +147,10 @@ type Reader struct {
 	counters   *Counters
 	err        error
 	hdr        [HeaderSize]byte // kept here so it does not escape per frame
+	// bufs and dbufs hold buffers given back after Retain, for buf and
+	// dbuf; inDBuf tells which of the two holds the last payload.
+	bufs, dbufs spares
+	inDBuf      bool
 	// plain accepts session frame types without authentication. Only
 	// tests and benchmarks set it, to measure the codec without the MAC.
 	plain bool
@@ -168,8 +239,9 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		total += TagSize
 	}
 	if cap(r.buf) < total {
-		r.buf = make([]byte, total, max(total, 2*cap(r.buf)))
+		r.buf = r.bufs.get(r.buf, total, HeaderSize+WriteHeaderSize)
 	}
+	r.inDBuf = false
 	buf := r.buf[:total]
 	copy(buf, hdr[:])
 	if _, err := io.ReadFull(r.br, buf[HeaderSize:]); err != nil {
