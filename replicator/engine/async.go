@@ -212,10 +212,7 @@ func (e *Engine) writeAsync(c *conn, s span, data []byte, fua bool) error {
 		e.enqueueLocked(c, s, data, fua)
 		e.mu.Unlock()
 	}
-	_, werr := e.cfg.Data.WriteAt(data, int64(s.off))
-	if werr == nil && fua {
-		werr = e.cfg.Data.Sync()
-	}
+	werr := e.writeLocal(data, s.off, fua)
 	if werr != nil {
 		// The peer may get data we failed to write: keep everything dirty
 		// and let the catch-up copy our side.
@@ -288,6 +285,7 @@ func (e *Engine) flushQueued(ctx context.Context) (*conn, error) {
 	}
 	lost := e.cur != c
 	upto := e.candSeq
+	e.snapSeq = upto
 	e.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err

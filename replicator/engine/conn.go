@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/replicator/meta"
@@ -37,6 +38,12 @@ type conn struct {
 	kick    chan struct{}   // wakes the async pump
 	rsKick  chan struct{}   // wakes the resync loop
 	digests chan wire.Range // verify requests for the digest worker
+
+	// jobs carries frames from the read loop to the applier: large data
+	// frames, and every frame that must keep its place after them.
+	// queued counts the frames handed over and not yet handled.
+	jobs   chan job
+	queued atomic.Int32
 
 	// Replies of the read loop (acks, pongs) wait here for the reply
 	// loop, so that a read loop never blocks on the network: two read
@@ -95,6 +102,7 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 		rsKick:   make(chan struct{}, 1),
 		digests:  make(chan wire.Range, verifyWindow),
 		rKick:    make(chan struct{}, 1),
+		jobs:     make(chan job, applyQueue),
 	}
 	rs, err := c.establish(sb, role, dialer)
 	if err == nil && ctx.Err() != nil {
@@ -124,9 +132,10 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 	}
 	e.lastErr = ""
 	e.resetQueueLocked()
-	e.wg.Add(6)
+	e.wg.Add(7)
 	e.mu.Unlock()
 	go c.readLoop()
+	go c.applyLoop()
 	go c.replyLoop()
 	go c.pingLoop()
 	go c.resyncLoop()
@@ -414,19 +423,79 @@ func (c *conn) wait(ctx context.Context, ch chan uint32, what string) (status ui
 	}
 }
 
-// readLoop reads session frames until the connection breaks.
+// readLoop reads session frames until the connection breaks. It handles
+// each frame itself, except that a large Write, every ResyncData and,
+// while the applier holds frames, every frame whose place among writes
+// matters go to the applier: receiving and checking the next frame then
+// overlaps writing this one to the disk, and small sync writes keep the
+// shortest path.
 func (c *conn) readLoop() {
 	defer c.e.wg.Done()
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.e.cfg.Timeout))
 		f, err := c.r.ReadFrame()
-		if err == nil {
-			err = c.handle(f)
-		} else {
-			err = fmt.Errorf("%w: %w", ErrPeerLost, err)
-		}
 		if err != nil {
+			c.fail(fmt.Errorf("%w: %w", ErrPeerLost, err))
+			return
+		}
+		if ordered(f.Type) && (c.queued.Load() > 0 || large(f)) {
+			c.queued.Add(1)
+			select {
+			case c.jobs <- job{f, c.r.Retain()}:
+				continue
+			case <-c.done:
+				return
+			}
+		}
+		if err := c.handle(f); err != nil {
 			c.fail(err)
+			return
+		}
+	}
+}
+
+// applyQueue is how many frames the applier holds at most (each keeps its
+// buffer: up to 1 MiB).
+const applyQueue = 4
+
+// applyLarge is the smallest Write whose data the applier writes.
+const applyLarge = 64 << 10
+
+// job is a frame handed to the applier, with the release of its buffer.
+type job struct {
+	f       wire.Frame
+	release func()
+}
+
+// ordered reports whether frames of type t must be handled in their
+// order among Writes and ResyncData.
+func ordered(t wire.Type) bool {
+	switch t {
+	case wire.TypeWrite, wire.TypeResyncData, wire.TypeFlush, wire.TypeVerifyRequest:
+		return true
+	}
+	return false
+}
+
+// large reports whether f is worth handing to the applier on its own.
+func large(f wire.Frame) bool {
+	return f.Type == wire.TypeResyncData || (f.Type == wire.TypeWrite && len(f.Payload) >= applyLarge)
+}
+
+// applyLoop handles the frames the read loop hands over, in order.
+func (c *conn) applyLoop() {
+	defer c.e.wg.Done()
+	for {
+		select {
+		case j := <-c.jobs:
+			err := c.handle(j.f)
+			j.release()
+			c.queued.Add(-1)
+			if err != nil {
+				c.fail(err)
+				return
+			}
+		case <-c.done:
 			return
 		}
 	}
@@ -655,17 +724,39 @@ func (c *conn) apply(f wire.Frame) error {
 			err = e.cfg.Data.Sync()
 		}
 		if err == nil {
-			_, err = e.cfg.Data.WriteAt(data, int64(h.Offset))
-		}
-		if err == nil && h.Flags&wire.WriteFUA != 0 {
-			err = e.cfg.Data.Sync()
+			err = e.writeLocal(data, h.Offset, h.Flags&wire.WriteFUA != 0)
 		}
 		if err != nil {
 			st = wire.StatusIOError
 		}
 	}
-	c.replyAck(f.Seq, st)
+	c.ackNow(f.Seq, st)
 	return nil
+}
+
+// ackNow sends the WriteAck of the Write frame seq at once when the
+// writer is free and no reply waits, and queues it for the reply loop
+// otherwise: a sync write then waits for one goroutine less. Only a node
+// applying Writes (never a primary) acks this way, and its peer's read
+// loop never waits on the network, so this write cannot wait forever.
+func (c *conn) ackNow(seq uint64, status uint32) {
+	c.rmu.Lock()
+	waiting := len(c.replies) > 0
+	c.rmu.Unlock()
+	if waiting || !c.wmu.TryLock() {
+		c.replyAck(seq, status)
+		return
+	}
+	var b [wire.WriteAckSize]byte
+	_, err := c.w.WriteFrame(wire.TypeWriteAck, wire.WriteAck{From: seq, To: seq, Status: status}.Put(b[:]), nil)
+	if err == nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
+		err = c.w.Flush()
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(fmt.Errorf("mirror send ack: %w", err))
+	}
 }
 
 // flushFrom answers a Flush from the peer: an ordinary one syncs the

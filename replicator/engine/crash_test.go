@@ -73,13 +73,17 @@ func crashChild() int {
 	if err != nil {
 		return fail(err)
 	}
+	d, err := NewDataFile(f)
+	if err != nil {
+		return fail(err)
+	}
 	st, err := meta.Open(filepath.Join(dir, "meta"))
 	if err != nil {
 		return fail(err)
 	}
 	e, err := New(Config{
 		Role: Primary, Node: 1, ClusterKey: testKey, ConfigHash: [16]byte{1},
-		Data: f, Meta: st, PingInterval: 20 * time.Millisecond, Timeout: 5 * time.Second,
+		Data: d, Meta: st, PingInterval: 20 * time.Millisecond, Timeout: 5 * time.Second,
 	})
 	if err != nil {
 		return fail(err)

@@ -13,10 +13,18 @@
 // travels; it completes when the local write is done (durable with FUA)
 // and the peer's WriteAck arrived. Writes overlapping an in-flight write
 // wait for it, so both sides apply overlapping writes in the same order;
-// the peer applies frames in sequence order. Bits are cleared lazily: a
-// region whose writes were acked becomes a candidate, and a later
-// end-to-end Flush (both sides durable) clears candidates whose connection
-// is still the same and that have no write in flight.
+// the peer applies frames in sequence order: its read loop applies small
+// Writes itself and hands large ones (applyLarge and up) and every
+// ResyncData to an applier goroutine, with every later frame whose order
+// matters while the applier holds any. Bits are cleared lazily: a region
+// whose writes were acked becomes a candidate, and a later end-to-end
+// Flush (both sides durable) clears candidates whose connection is still
+// the same, region by region, except regions a write in flight or a write
+// acked after the Flush was sent overlaps.
+//
+// The local volume is written as DataFile writes it: aligned blocks
+// around the page cache (O_DIRECT) where the file system or device has
+// direct I/O, a FUA write as one write with RWF_DSYNC (FUAWriter).
 //
 // # Lost peer
 //
@@ -27,9 +35,12 @@
 // all, or a send blocks that long. A primary that loses its peer takes a
 // new current generation, durably, before it completes the writes that
 // were waiting for the lost peer; they complete locally, and their
-// regions stay dirty. A read loop never blocks on the network: its acks
-// and pongs go through a reply queue (consecutive WriteAcks merge into
-// one range), so two peers each sending to the other cannot deadlock.
+// regions stay dirty. A read loop never blocks on the network, except
+// the one of a node applying Writes, which sends a WriteAck itself when
+// the writer is free: its peer, the primary, never blocks reading. Other
+// acks and pongs go through a reply queue (consecutive WriteAcks merge
+// into one range), so two peers each sending to the other cannot
+// deadlock.
 //
 // # Roles
 //
@@ -452,7 +463,11 @@ type Engine struct {
 	vTotal, vDone uint64
 	flushIDSeq    uint64
 	candSeq       uint64
-	wg            sync.WaitGroup
+	// snapSeq is the candSeq the latest Flush took as its limit: a
+	// candidate at or below it may be cleared by that Flush, so a later
+	// write to its region needs a candidate of its own.
+	snapSeq uint64
+	wg      sync.WaitGroup
 
 	// Async mode (under mu): aq is queued and not yet sent, unacked sent
 	// and not yet acked, both in write order.

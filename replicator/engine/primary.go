@@ -110,10 +110,7 @@ func (e *Engine) writeSync(ctx context.Context, c *conn, s span, data []byte, fu
 		}
 	}
 
-	_, werr := e.cfg.Data.WriteAt(data, int64(s.off))
-	if werr == nil && fua {
-		werr = e.cfg.Data.Sync()
-	}
+	werr := e.writeLocal(data, s.off, fua)
 
 	if c != nil {
 		st, ok, err := c.wait(ctx, ack, "write ack")
@@ -189,7 +186,10 @@ func (e *Engine) addCandidateLocked(s span, c *conn) {
 	if e.cur != c || e.behind || len(e.cands) >= maxCandidates {
 		return
 	}
-	if n := len(e.cands); n > 0 && e.cands[n-1].s == a && e.cands[n-1].c == c {
+	// A write to the region of the newest candidate needs no candidate
+	// of its own, unless a Flush took that one already: the Flush may
+	// have been sent before this write.
+	if n := len(e.cands); n > 0 && e.cands[n-1].s == a && e.cands[n-1].c == c && e.cands[n-1].id > e.snapSeq {
 		return
 	}
 	e.candSeq++
@@ -241,6 +241,7 @@ func (e *Engine) flush(ctx context.Context, waitCatchUp bool) error {
 	}
 	c := e.cur
 	upto := e.candSeq
+	e.snapSeq = upto
 	e.flushIDSeq++
 	id := e.flushIDSeq
 	e.mu.Unlock()
@@ -287,7 +288,8 @@ func (e *Engine) flush(ctx context.Context, waitCatchUp bool) error {
 }
 
 // clearCandidates clears the candidates recorded on c up to id upto (those
-// acked before the Flush was sent), unless a write in flight overlaps them.
+// acked before the Flush was sent), unless a write in flight or a write
+// acked since (a newer candidate) overlaps them.
 // While a resync runs or is wanted it keeps them for a later Flush: the
 // resync's regions are cleared when it ends, and a region waiting for it
 // must stay dirty.
@@ -298,14 +300,28 @@ func (e *Engine) clearCandidates(c *conn, upto uint64) {
 		return
 	}
 	queued := e.queuedBitsLocked()
+	var newer []span // acked after the Flush was sent: maybe not durable
+	for _, k := range e.cands {
+		if k.id > upto {
+			newer = append(newer, k.s)
+		}
+	}
 	e.cands = slices.DeleteFunc(e.cands, func(k candidate) bool {
 		if k.id > upto {
 			return false
 		}
-		// An overlapping write in flight (or an async write queued or
-		// unacked) adds its own candidate.
-		if k.c == c && !slices.ContainsFunc(e.locked, k.s.overlaps) && (queued == nil || !e.overlapsBits(queued, k.s)) {
-			e.bm.Clear(k.s.off, k.s.end-k.s.off)
+		if k.c != c {
+			return true
+		}
+		// Region by region: one that a write in flight (or an async write
+		// queued or unacked) overlaps gets a candidate of that write's; a
+		// newer candidate stays for the next Flush.
+		for b := k.s.off / e.gran; b*e.gran < k.s.end; b++ {
+			reg := span{b * e.gran, min((b+1)*e.gran, e.size)}
+			if _, q := queued[b]; q || slices.ContainsFunc(e.locked, reg.overlaps) || slices.ContainsFunc(newer, reg.overlaps) {
+				continue
+			}
+			e.bm.Clear(reg.off, reg.end-reg.off)
 		}
 		return true
 	})

@@ -136,7 +136,7 @@ func VolumeUUID(cluster, disk string) [16]byte {
 type Disk struct {
 	cfg  Config
 	log  *slog.Logger
-	data *os.File
+	data engine.DataFile
 	meta *meta.Store
 	eng  *engine.Engine
 
@@ -168,8 +168,13 @@ func Open(cfg Config) (*Disk, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	data, size, err := openData(cfg.DataPath)
+	f, size, err := openData(cfg.DataPath)
 	if err != nil {
+		return nil, fmt.Errorf("mirror %s: %w", cfg.Name, err)
+	}
+	data, err := engine.NewDataFile(f)
+	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("mirror %s: %w", cfg.Name, err)
 	}
 	ms, err := openMeta(cfg, size)
@@ -181,7 +186,7 @@ func Open(cfg Config) (*Disk, error) {
 	eng, err := engine.New(engine.Config{
 		Role: engine.Secondary, Node: cfg.Node,
 		ClusterKey: cfg.ClusterKey, ConfigHash: cfg.ConfigHash,
-		Data: engine.DataFile{File: data}, Meta: ms,
+		Data: data, Meta: ms,
 		PingInterval: ping, Timeout: cfg.Timeout,
 		Mode: cfg.Mode, ResyncRate: cfg.ResyncRate,
 		ObserveWrite: cfg.ObserveWrite,
