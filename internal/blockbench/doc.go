@@ -3,9 +3,10 @@
 // queue depth, random sync (FUA) 4 KiB writes at queue depth 1 with a
 // latency histogram, and a fill with known data. They write to a Target,
 // a two-method interface (WriteAt with a sync flag, and Flush) that a file
-// (Buffered: page cache and fsync, as the mirror engine treats its local
-// volume), a block device or file opened with O_DIRECT (Device, Linux),
-// or a replicated volume implements.
+// written as the mirror engine writes its local volume (FileTarget: over
+// the engine's DataFile, aligned blocks around the page cache, FUA writes
+// with RWF_DSYNC), a block device or file opened with O_DIRECT (Device,
+// Linux), or a replicated volume implements.
 //
 // Latencies go to a Histogram: log-linear buckets, exact below 256 ns and
 // within 0.4 % above, exact count, minimum, maximum and mean, and

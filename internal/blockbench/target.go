@@ -23,23 +23,35 @@ type Target interface {
 }
 
 // WriteSyncer is a file as the mirror engine sees its volume: positioned
-// writes through the page cache, and Sync (fsync) to make them durable.
-// *os.File is one.
+// writes, and Sync (fdatasync) to make them durable. *os.File is one; the
+// engine's DataFile is one that writes aligned blocks around the page
+// cache and has FUA writes (WriteAtFUA).
 type WriteSyncer interface {
 	io.WriterAt
 	Sync() error
 }
 
-// Buffered is a Target over a file written through the page cache. A sync
-// write is the write followed by Sync, which is exactly what the mirror
-// engine does for a FUA write to its local volume, so Buffered over the
-// engine's backing file is its apples-to-apples baseline.
-type Buffered struct {
+// fuaWriter is a WriteSyncer that makes one write durable by itself.
+type fuaWriter interface {
+	WriteAtFUA(p []byte, off int64) (int, error)
+}
+
+// FileTarget is a Target over a file written exactly as the mirror engine
+// writes its local volume: a sync write is the file's FUA write when it
+// has one (WriteAtFUA), else the write followed by Sync. FileTarget over
+// the engine's backing file is therefore its apples-to-apples baseline.
+type FileTarget struct {
 	File WriteSyncer
 }
 
-// WriteAt writes p at off, then syncs the file if sync is set.
-func (b Buffered) WriteAt(p []byte, off int64, sync bool) error {
+// WriteAt writes p at off, durably if sync is set.
+func (b FileTarget) WriteAt(p []byte, off int64, sync bool) error {
+	if f, ok := b.File.(fuaWriter); ok && sync {
+		if _, err := f.WriteAtFUA(p, off); err != nil {
+			return fmt.Errorf("fua write: %w", err)
+		}
+		return nil
+	}
 	if _, err := b.File.WriteAt(p, off); err != nil {
 		return err
 	}
@@ -52,7 +64,7 @@ func (b Buffered) WriteAt(p []byte, off int64, sync bool) error {
 }
 
 // Flush syncs the file.
-func (b Buffered) Flush() error { return b.File.Sync() }
+func (b FileTarget) Flush() error { return b.File.Sync() }
 
 // ErrUnaligned reports an offset, size or buffer address that is not a
 // multiple of Align.

@@ -293,14 +293,14 @@ func TestAlignedBuffer(t *testing.T) {
 	}
 }
 
-func TestBufferedSyncs(t *testing.T) {
+func TestFileTargetSyncs(t *testing.T) {
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	s := &countingFile{File: f}
-	b := Buffered{File: s}
+	b := FileTarget{File: s}
 	p := AlignedBuffer(4096)
 	p[0] = 9
 	if err := b.WriteAt(p, 8192, false); err != nil {
@@ -327,6 +327,36 @@ func TestBufferedSyncs(t *testing.T) {
 type countingFile struct {
 	*os.File
 	syncs int
+}
+
+// fuaFile is a countingFile with FUA writes.
+type fuaFile struct {
+	countingFile
+	fuas int
+}
+
+func (f *fuaFile) WriteAtFUA(p []byte, off int64) (int, error) {
+	f.fuas++
+	return f.File.WriteAt(p, off)
+}
+
+// TestFileTargetFUA: over a file with FUA writes, a sync write is one FUA
+// write and no Sync, as the engine writes its volume.
+func TestFileTargetFUA(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := &fuaFile{countingFile: countingFile{File: f}}
+	b := FileTarget{File: s}
+	p := AlignedBuffer(4096)
+	if err := b.WriteAt(p, 0, false); err != nil || s.fuas != 0 || s.syncs != 0 {
+		t.Fatalf("plain write: %v, %d FUA writes, %d syncs", err, s.fuas, s.syncs)
+	}
+	if err := b.WriteAt(p, 4096, true); err != nil || s.fuas != 1 || s.syncs != 0 {
+		t.Fatalf("sync write: %v, %d FUA writes, %d syncs; want 1 and 0", err, s.fuas, s.syncs)
+	}
 }
 
 func (c *countingFile) Sync() error {

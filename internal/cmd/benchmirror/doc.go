@@ -16,7 +16,9 @@
 // stream of 1 MiB writes (the throughput ceiling). Then three partitions
 // are filled: the primary's, the secondary's, and a raw one alike in size,
 // fill and disk. "raw" is that partition written as the engine writes its
-// backing file (page cache, and fdatasync for a sync write); once, for
+// backing file (engine.NewDataFile: aligned writes around the page cache
+// where the file system has direct I/O, a sync write is one write with
+// RWF_DSYNC); once, for
 // context, the raw and the secondary's partitions are written at once (the
 // disk work of a mirror whose two partitions share one disk). Then come
 // -rounds interleaved rounds, so that a noisy machine spreads its noise
@@ -40,7 +42,8 @@
 // Each measurement through the engine starts from the same state: flushed
 // end to end, the dirty bitmap clean on the cluster partition (so the
 // first write to a region pays the write-ahead bitmap sync, as after any
-// flush), the partitions' pages dropped from the page cache.
+// flush), the partitions' pages dropped from the page cache (reads, such
+// as a resync source's, go through it).
 //
 // It prints every figure, the three goals with MET or NOT MET (a
 // goal not met does not fail the run), and ends with three lines:

@@ -259,6 +259,7 @@ func measureAll(ctx context.Context, b *bench, res *results) error {
 	if err := b.createPartitions(ctx); err != nil {
 		return err
 	}
+	res.direct = b.p.Direct() && b.s.Direct() && b.r.Direct()
 	if err := b.measureRawBoth(ctx, res); err != nil {
 		return err
 	}

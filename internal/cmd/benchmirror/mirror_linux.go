@@ -28,8 +28,9 @@ type bench struct {
 	topo  *topology
 
 	// p and s are the primary's and the secondary's data partitions; r
-	// is the raw baseline's, alike in size, fill and disk.
-	p, s, r      *os.File
+	// is the raw baseline's, alike in size, fill and disk. Each is opened
+	// as the engine opens its volume (engine.NewDataFile).
+	p, s, r      engine.DataFile
 	pMeta, sMeta *meta.Store
 	prim         *engine.Engine
 	sec          atomic.Pointer[engine.Engine] // replaced for each full sync
@@ -48,15 +49,18 @@ func (b *bench) path(name string) string { return filepath.Join(b.work, name) }
 // every block has a real extent before anything is measured.
 func (b *bench) createPartitions(ctx context.Context) error {
 	for _, p := range []struct {
-		f    **os.File
+		d    *engine.DataFile
 		name string
 	}{{&b.p, "primary.data"}, {&b.s, "secondary.data"}, {&b.r, "raw.data"}} {
 		f, err := os.OpenFile(b.path(p.name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return fmt.Errorf("partition: %w", err)
 		}
-		*p.f = f
-		if err := blockbench.Fill(ctx, blockbench.Buffered{File: f}, blockbench.FillOptions{
+		if *p.d, err = engine.NewDataFile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("partition: %w", err)
+		}
+		if err := blockbench.Fill(ctx, blockbench.FileTarget{File: f}, blockbench.FillOptions{
 			Region: blockbench.Region{Size: b.o.size}, Seed: 1,
 		}); err != nil {
 			return fmt.Errorf("fill %s: %w", p.name, err)
@@ -67,7 +71,7 @@ func (b *bench) createPartitions(ctx context.Context) error {
 
 // coldCaches writes back and drops the partitions' cached pages.
 func (b *bench) coldCaches() error {
-	return errors.Join(dropCache(b.p), dropCache(b.s), dropCache(b.r))
+	return errors.Join(dropCache(b.p.File), dropCache(b.s.File), dropCache(b.r.File))
 }
 
 // seqOptions is the sequential workload over the whole volume.
@@ -98,9 +102,9 @@ func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 		err error
 	}
 	ch := make(chan out, 2)
-	for _, f := range []*os.File{b.r, b.s} {
+	for _, f := range []engine.DataFile{b.r, b.s} {
 		go func() {
-			r, err := blockbench.Sequential(ctx, blockbench.Buffered{File: engine.DataFile{File: f}}, b.seqOptions())
+			r, err := blockbench.Sequential(ctx, blockbench.FileTarget{File: f}, b.seqOptions())
 			ch <- out{r, err}
 		}()
 	}
@@ -127,11 +131,11 @@ func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 		err error
 	}
 	rch := make(chan rout, 2)
-	for i, f := range []*os.File{b.r, b.s} {
+	for i, f := range []engine.DataFile{b.r, b.s} {
 		go func() {
 			o := b.randOptions(0)
 			o.Seed += uint64(i) << 32
-			r, err := blockbench.RandomSync(ctx, blockbench.Buffered{File: engine.DataFile{File: f}}, o)
+			r, err := blockbench.RandomSync(ctx, blockbench.FileTarget{File: f}, o)
 			rch <- rout{r, err}
 		}()
 	}
@@ -150,10 +154,10 @@ func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 }
 
 // measureRaw runs one round of both workloads on the raw partition,
-// written as the engine writes its backing file (page cache, and
-// fdatasync for a sync write: engine.DataFile).
+// written as the engine writes its backing file (engine.DataFile: aligned
+// writes around the page cache, a sync write with RWF_DSYNC).
 func (b *bench) measureRaw(ctx context.Context, res *results, round int) error {
-	raw := blockbench.Buffered{File: engine.DataFile{File: b.r}}
+	raw := blockbench.FileTarget{File: b.r}
 	b.logf("round %d/%d, raw: sequential 1 MiB writes, then random 4 KiB sync writes ...", round+1, b.o.rounds)
 	if err := b.coldCaches(); err != nil {
 		return err
@@ -255,7 +259,7 @@ func (b *bench) freshSecondary() error {
 	b.sMeta = ms
 	e, err := engine.New(engine.Config{
 		Role: engine.Secondary, Node: 1, ClusterKey: b.key, ConfigHash: b.hash,
-		Data: engine.DataFile{File: b.s}, Meta: ms, Timeout: b.o.engineTimeout,
+		Data: b.s, Meta: ms, Timeout: b.o.engineTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("secondary engine: %w", err)
@@ -275,7 +279,7 @@ func (b *bench) newPrimary(mode engine.Mode) error {
 	}
 	e, err := engine.New(engine.Config{
 		Role: engine.Primary, Node: 0, ClusterKey: b.key, ConfigHash: b.hash,
-		Data: engine.DataFile{File: b.p}, Meta: b.pMeta, Timeout: b.o.engineTimeout, Mode: mode,
+		Data: b.p, Meta: b.pMeta, Timeout: b.o.engineTimeout, Mode: mode,
 	})
 	if err != nil {
 		return fmt.Errorf("primary engine: %w", err)
@@ -695,8 +699,8 @@ func (b *bench) close(keep bool) error {
 			errs = append(errs, m.Close())
 		}
 	}
-	for _, f := range []*os.File{b.p, b.s, b.r} {
-		if f != nil {
+	for _, f := range []engine.DataFile{b.p, b.s, b.r} {
+		if f.File != nil {
 			errs = append(errs, f.Close())
 		}
 	}

@@ -63,6 +63,9 @@ type results struct {
 	tcpDur  time.Duration
 	dir, fs string
 	mtu     int
+	// direct is set when every partition takes aligned writes around
+	// the page cache (engine.NewDataFile found direct I/O).
+	direct bool
 
 	rtt        blockbench.Summary
 	tcpBytes   int64
@@ -191,8 +194,8 @@ func (r *results) print(w io.Writer) {
 	}
 	if len(r.seq) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "sequential 1 MiB writes over the whole %s volume, %d in flight, through the page cache, ending with a timed flush; median of %d interleaved rounds (MB = 10^6 bytes)\n",
-			mib(r.size), r.seqQD, r.rounds)
+		fmt.Fprintf(w, "sequential 1 MiB writes over the whole %s volume, %d in flight, %s, ending with a timed flush; median of %d interleaved rounds (MB = 10^6 bytes)\n",
+			mib(r.size), r.seqQD, r.ioPath(), r.rounds)
 		for _, v := range []string{varRaw, varRawBoth, varSync, varSyncWarm, varAsync} {
 			fs := r.seq[v]
 			if len(fs) == 0 {
@@ -222,7 +225,7 @@ func (r *results) print(w io.Writer) {
 	}
 	if len(r.rand) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "random 4 KiB sync (FUA) writes, queue depth 1, aligned, over the whole volume, %v per variant in %d interleaved slices; a sync write is the write and an fdatasync, as the engine's local FUA write\n",
+		fmt.Fprintf(w, "random 4 KiB sync (FUA) writes, queue depth 1, aligned, over the whole volume, %v per variant in %d interleaved slices; a sync write is one write with RWF_DSYNC, as the engine's local FUA write\n",
 			r.randDur, r.rounds)
 		for _, v := range []string{varRaw, varRawBoth, varSync, varAsync} {
 			a := r.rand[v]
@@ -336,4 +339,13 @@ func (r *results) printSummary(w io.Writer) {
 	fmt.Fprintf(w, "bench-mirror: rand4k-p99-us raw=%s sync=%s async=%s\n",
 		us(r.randP99(varRaw)), us(r.randP99(varSync)), us(r.randP99(varAsync)))
 	fmt.Fprintf(w, "bench-mirror: resync-1pct-vs-full ratio=%.4f\n", r.resyncRatio())
+}
+
+// ioPath says how the partitions are written, as the engine writes its
+// volume.
+func (r *results) ioPath() string {
+	if r.direct {
+		return "around the page cache (O_DIRECT), as the engine writes its volume"
+	}
+	return "through the page cache (no direct I/O on this file system), as the engine writes its volume"
 }
