@@ -351,12 +351,3 @@ func (e *Engine) unsentOverlapsLocked(s span) bool {
 	return false
 }
 
-// overlapsBits reports whether the aligned span s touches a bit in m.
-func (e *Engine) overlapsBits(m map[uint64]struct{}, s span) bool {
-	for b := s.off / e.gran; b*e.gran < s.end; b++ {
-		if _, ok := m[b]; ok {
-			return true
-		}
-	}
-	return false
-}
