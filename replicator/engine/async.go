@@ -47,7 +47,8 @@ type qitem struct {
 	sentAt time.Time
 }
 
-// enqueueLocked queues a copy of an async write to c, or, if the queue
+// enqueueLocked queues an async write to c (data is the caller's copy,
+// which the queue keeps), or, if the queue
 // would overflow (or the engine is already behind), falls back to the
 // bitmap: the region is already marked dirty and the catch-up resync will
 // copy it. Caller holds e.mu.
@@ -63,7 +64,7 @@ func (e *Engine) enqueueLocked(c *conn, s span, data []byte, fua bool) {
 		return
 	}
 	e.enqSeq++
-	it := &qitem{s: s, data: slices.Clone(data), fua: fua, idx: e.enqSeq, at: time.Now()}
+	it := &qitem{s: s, data: data, fua: fua, idx: e.enqSeq, at: time.Now()}
 	e.aq = append(e.aq, it)
 	e.qWrites++
 	e.qBytes += n
@@ -208,8 +209,9 @@ func (c *conn) ackOverdue() bool {
 // locally.
 func (e *Engine) writeAsync(c *conn, s span, data []byte, fua bool) error {
 	if c != nil {
+		own := slices.Clone(data) // copied before the lock: other writers and the pump go on
 		e.mu.Lock()
-		e.enqueueLocked(c, s, data, fua)
+		e.enqueueLocked(c, s, own, fua)
 		e.mu.Unlock()
 	}
 	werr := e.writeLocal(data, s.off, fua)
@@ -350,4 +352,3 @@ func (e *Engine) unsentOverlapsLocked(s span) bool {
 	}
 	return false
 }
-
