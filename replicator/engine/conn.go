@@ -47,7 +47,8 @@ type conn struct {
 
 	// Replies of the read loop (acks, pongs) wait here for the reply
 	// loop, so that a read loop never blocks on the network: two read
-	// loops each blocked sending to the other would deadlock.
+	// loops each blocked sending to the other would deadlock. Only a
+	// node applying Writes may send a WriteAck itself (ackNow).
 	rmu     sync.Mutex
 	replies []reply
 	rKick   chan struct{}
