@@ -253,26 +253,16 @@ func checkBlock(b []byte, seq uint64) bool {
 func TestSyncWritesIdentical(t *testing.T) {
 	p, s := pair(t)
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 1))
-			for i := range 50 {
-				n := 512 * (1 + rng.IntN(64))
-				off := uint64(rng.IntN(volSize/512-n/512)) * 512 // overlapping across goroutines
-				if err := p.e.Write(ctx, off, block(rng, uint64(i), n), i%7 == 0); err != nil {
-					errs <- err
-					return
-				}
+	writers(t, 8, 1, func(rng *rand.Rand) error {
+		for i := range 50 {
+			n := 512 * (1 + rng.IntN(64))
+			off := uint64(rng.IntN(volSize/512-n/512)) * 512 // overlapping across goroutines
+			if err := p.e.Write(ctx, off, block(rng, uint64(i), n), i%7 == 0); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		}
+		return nil
+	})
 	if err := p.e.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -297,31 +287,47 @@ func TestSyncWritesIdentical(t *testing.T) {
 func TestLargeAndSmallWritesInOrder(t *testing.T) {
 	p, s := pair(t)
 	ctx := context.Background()
+	writers(t, 4, 2, func(rng *rand.Rand) error {
+		for i := range 60 {
+			var n int
+			var off uint64
+			if rng.IntN(2) == 0 {
+				n = applyLarge << rng.IntN(5) // 64 KiB to 1 MiB, aligned
+				off = uint64(rng.IntN((2<<20-n)/4096)) * 4096
+			} else {
+				n = 512 * (1 + rng.IntN(16))
+				off = uint64(rng.IntN((2<<20-n)/512)) * 512
+			}
+			if err := p.e.Write(ctx, off, alignedCopy(block(rng, uint64(i), n)), i%5 == 0); err != nil {
+				return err
+			}
+			if i%17 == 0 {
+				if err := p.e.Flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err := p.e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sameFiles(t, p.path, s.path)
+	if st := p.e.Status(); st.State != Connected || st.DirtyBytes != 0 {
+		t.Fatalf("after flush: %+v", st)
+	}
+}
+
+// writers runs each in n goroutines at once, goroutine g with a random
+// source seeded (g, seed), and fails the test on the first error.
+func writers(t *testing.T, n int, seed uint64, each func(rng *rand.Rand) error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
+	errs := make(chan error, n)
+	for g := range n {
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 2))
-			for i := range 60 {
-				var n int
-				var off uint64
-				if rng.IntN(2) == 0 {
-					n = applyLarge << rng.IntN(5) // 64 KiB to 1 MiB, aligned
-					off = uint64(rng.IntN((2<<20-n)/4096)) * 4096
-				} else {
-					n = 512 * (1 + rng.IntN(16))
-					off = uint64(rng.IntN((2<<20-n)/512)) * 512
-				}
-				if err := p.e.Write(ctx, off, alignedCopy(block(rng, uint64(i), n)), i%5 == 0); err != nil {
-					errs <- err
-					return
-				}
-				if i%17 == 0 {
-					if err := p.e.Flush(ctx); err != nil {
-						errs <- err
-						return
-					}
-				}
+			if err := each(rand.New(rand.NewPCG(uint64(g), seed))); err != nil {
+				errs <- err
 			}
 		})
 	}
@@ -329,13 +335,6 @@ func TestLargeAndSmallWritesInOrder(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
-	}
-	if err := p.e.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sameFiles(t, p.path, s.path)
-	if st := p.e.Status(); st.State != Connected || st.DirtyBytes != 0 {
-		t.Fatalf("after flush: %+v", st)
 	}
 }
 
