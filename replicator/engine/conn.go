@@ -22,7 +22,14 @@ type conn struct {
 	maxData  int              // largest data block the peer accepts in one frame
 	peerGens meta.Generations // the peer's, from its Hello: a resync target takes them
 
-	wmu sync.Mutex // serialises w
+	// Frames go out in sequence order. A sender reserves its sequence
+	// numbers under wmu, may then seal a large frame with no lock held
+	// (its copy, tag and CRC), and takes wmu again to send it when its
+	// turn comes: the frames reserved before it sent.
+	wmu      sync.Mutex // serialises w
+	wturn    sync.Cond  // on wmu: a frame was sent, or sending broke
+	reserved uint64     // under wmu: sequence numbers reserved past w.NextSeq()
+	wbroken  bool       // under wmu: a reserved frame was not sent; nothing more is
 
 	mu       sync.Mutex
 	pending  map[uint64]chan uint32            // Write frame seq -> ack status
@@ -105,6 +112,7 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 		rKick:    make(chan struct{}, 1),
 		jobs:     make(chan job, applyQueue),
 	}
+	c.wturn.L = &c.wmu
 	rs, err := c.establish(sb, role, dialer)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
@@ -331,23 +339,87 @@ func (c *conn) deadline() {
 	_ = c.nc.SetDeadline(time.Now().Add(c.e.cfg.Timeout))
 }
 
+// sealApart is the smallest data block whose frame a sender seals
+// before its turn, with no lock held: several large frames are then
+// copied, tagged and checksummed at once while another is sent.
+const sealApart = 64 << 10
+
+// frameBufs holds buffers for frames sealed apart.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// errSendBroken is what a sender waiting for its turn gets when a frame
+// before its own was lost: the connection is failing.
+var errSendBroken = errors.New("an earlier frame was not sent")
+
 // send writes one frame and flushes it. register, if set, is called with
-// the frame's sequence number before the frame can reach the peer.
+// the frame's sequence number before the frame can reach the peer. A
+// large uncompressed frame is sealed before the sender's turn, so that
+// senders overlap.
 func (c *conn) send(t wire.Type, head, data []byte, register func(seq uint64)) error {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	seq := c.reserve(1)
 	if register != nil {
-		register(c.w.NextSeq())
+		register(seq)
 	}
-	_, err := c.w.WriteFrame(t, head, data)
+	var frame []byte
+	var err error
+	if len(data) >= sealApart && !c.w.Compressed() {
+		c.wmu.Unlock()
+		bp := frameBufs.Get().(*[]byte)
+		defer frameBufs.Put(bp)
+		frame, err = c.w.SealFrame(*bp, seq, t, head, data)
+		*bp = frame[:0]
+		c.wmu.Lock()
+	}
+	if terr := c.turn(seq); terr != nil {
+		c.wmu.Unlock()
+		return fmt.Errorf("mirror send %s: %w", t, terr)
+	}
 	if err == nil {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
-		err = c.w.Flush()
+		if frame != nil {
+			err = c.w.WriteSealed(frame)
+		} else if _, err = c.w.WriteFrame(t, head, data); err == nil {
+			err = c.w.Flush()
+		}
 	}
+	c.sent(1, err)
+	c.wmu.Unlock()
 	if err != nil {
 		return fmt.Errorf("mirror send %s: %w", t, err)
 	}
 	return nil
+}
+
+// reserve reserves n consecutive sequence numbers and returns the first.
+// The caller holds wmu.
+func (c *conn) reserve(n uint64) uint64 {
+	seq := c.w.NextSeq() + c.reserved
+	c.reserved += n
+	return seq
+}
+
+// turn waits, with wmu held, until the frame seq is the next to send.
+func (c *conn) turn(seq uint64) error {
+	for {
+		switch next := c.w.NextSeq(); {
+		case c.wbroken || next > seq:
+			return errSendBroken
+		case next == seq:
+			return nil
+		}
+		c.wturn.Wait()
+	}
+}
+
+// sent ends the turn of n reserved frames, sent unless err is set: then
+// the frames after them can never go, and their senders learn it.
+func (c *conn) sent(n uint64, err error) {
+	c.reserved -= n
+	if err != nil {
+		c.wbroken = true
+	}
+	c.wturn.Broadcast()
 }
 
 // control sends the control Flush id and waits for its FlushAck (for at
@@ -375,6 +447,10 @@ func (c *conn) fail(err error) {
 	c.once.Do(func() {
 		c.err = err
 		c.nc.Close()
+		c.wmu.Lock()
+		c.wbroken = true
+		c.wturn.Broadcast()
+		c.wmu.Unlock()
 		e := c.e
 		e.mu.Lock()
 		c.failed = true
@@ -584,21 +660,25 @@ func (c *conn) replyLoop() {
 			continue
 		}
 		c.wmu.Lock()
-		var err error
-		for i := range batch {
-			r := &batch[i]
-			p := r.buf[:r.n]
-			if r.t == wire.TypeWriteAck {
-				p = r.ack.Put(r.buf[:])
-			}
-			if _, err = c.w.WriteFrame(r.t, p, nil); err != nil {
-				break
+		n := uint64(len(batch))
+		err := c.turn(c.reserve(n))
+		if err == nil {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
+			for i := range batch {
+				r := &batch[i]
+				p := r.buf[:r.n]
+				if r.t == wire.TypeWriteAck {
+					p = r.ack.Put(r.buf[:])
+				}
+				if _, err = c.w.WriteFrame(r.t, p, nil); err != nil {
+					break
+				}
 			}
 		}
 		if err == nil {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
 			err = c.w.Flush()
 		}
+		c.sent(n, err)
 		c.wmu.Unlock()
 		if err != nil {
 			c.fail(fmt.Errorf("mirror send replies: %w", err))
@@ -748,12 +828,19 @@ func (c *conn) ackNow(seq uint64, status uint32) {
 		c.replyAck(seq, status)
 		return
 	}
+	if c.reserved > 0 || c.wbroken { // frames before it wait for their turn
+		c.wmu.Unlock()
+		c.replyAck(seq, status)
+		return
+	}
+	c.reserve(1)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
 	var b [wire.WriteAckSize]byte
 	_, err := c.w.WriteFrame(wire.TypeWriteAck, wire.WriteAck{From: seq, To: seq, Status: status}.Put(b[:]), nil)
 	if err == nil {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
 		err = c.w.Flush()
 	}
+	c.sent(1, err)
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(fmt.Errorf("mirror send ack: %w", err))

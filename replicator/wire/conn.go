@@ -386,13 +386,7 @@ func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
 		w.buf = nb
 	}
 	b := w.buf[start : start+size]
-	var flags uint16
-	if w.sess != nil {
-		flags = FlagMAC
-		if w.sess.encrypt {
-			flags |= FlagEncrypted
-		}
-	}
+	flags := w.flags()
 	copy(b[HeaderSize:], head)
 	if body != nil {
 		// Encode straight into the frame; s2 writes nothing past room.
@@ -420,22 +414,11 @@ func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
 	}
 	b = b[:size]
 	seq := w.seq
-	copy(b[offMagic:], Magic)
-	b[offVersion] = Version
-	b[offType] = byte(t)
-	be.PutUint16(b[offFlags:], flags)
-	be.PutUint32(b[offLength:], uint32(n))
-	be.PutUint64(b[offSeq:], seq)
-	end := HeaderSize + n
-	if s := w.sess; s != nil {
-		nonce := s.setSeq(seq)
-		if s.encrypt {
-			s.aead.Seal(b[HeaderSize:HeaderSize], nonce, b[HeaderSize:end], b[offVersion:HeaderSize])
-		} else {
-			s.aead.Seal(b[end:end], nonce, nil, b[offVersion:end])
-		}
+	var nonce []byte
+	if w.sess != nil {
+		nonce = w.sess.setSeq(seq)
 	}
-	be.PutUint32(b[offCRC:], crc32.Checksum(b[offVersion:end], castagnoli))
+	seal(b, t, flags, n, seq, w.sess, nonce)
 	w.buf = w.buf[:start+size]
 	w.seq++
 	if len(w.buf) >= flushAt {
@@ -444,6 +427,91 @@ func (w *Writer) WriteFrame(t Type, head, data []byte) (uint64, error) {
 		}
 	}
 	return seq, nil
+}
+
+// flags returns the flags of the Writer's frames, before compression.
+func (w *Writer) flags() uint16 {
+	if w.sess == nil {
+		return 0
+	}
+	if w.sess.encrypt {
+		return FlagMAC | FlagEncrypted
+	}
+	return FlagMAC
+}
+
+// seal completes frame b, whose payload of n bytes is in place: the
+// header's fields, then the tag (nonce is the session's for seq) and the
+// CRC.
+func seal(b []byte, t Type, flags uint16, n int, seq uint64, s *session, nonce []byte) {
+	copy(b[offMagic:], Magic)
+	b[offVersion] = Version
+	b[offType] = byte(t)
+	be.PutUint16(b[offFlags:], flags)
+	be.PutUint32(b[offLength:], uint32(n))
+	be.PutUint64(b[offSeq:], seq)
+	end := HeaderSize + n
+	if s != nil {
+		if s.encrypt {
+			s.aead.Seal(b[HeaderSize:HeaderSize], nonce, b[HeaderSize:end], b[offVersion:HeaderSize])
+		} else {
+			s.aead.Seal(b[end:end], nonce, nil, b[offVersion:end])
+		}
+	}
+	be.PutUint32(b[offCRC:], crc32.Checksum(b[offVersion:end], castagnoli))
+}
+
+// SealFrame encodes a frame of type t with sequence number seq, its
+// payload head then data, into buf (a new buffer if buf is too small) and
+// returns it, sealed, for WriteSealed. Unlike WriteFrame it changes no
+// state of the Writer: once the handshake is over, several goroutines may
+// seal frames at once, beside the Writer's other methods, and then send
+// them in sequence order. The copy, tag and CRC of a large frame so leave
+// the connection's one-at-a-time path. It never compresses.
+func (w *Writer) SealFrame(buf []byte, seq uint64, t Type, head, data []byte) ([]byte, error) {
+	n := len(head) + len(data)
+	if n > w.maxPayload {
+		return nil, fmt.Errorf("seal %s frame: %d bytes: %w", t, n, ErrPayloadTooLarge)
+	}
+	size := HeaderSize + n
+	var nonce []byte
+	if w.sess != nil {
+		size += TagSize
+		nonce = make([]byte, len(w.sess.nonce))
+		be.PutUint64(nonce[4:], seq)
+	}
+	if cap(buf) < size {
+		buf = make([]byte, size)
+	}
+	b := buf[:size]
+	copy(b[HeaderSize:], head)
+	copy(b[HeaderSize+len(head):], data)
+	seal(b, t, w.flags(), n, seq, w.sess, nonce)
+	return b, nil
+}
+
+// WriteSealed writes the buffered frames, then frame, a frame SealFrame
+// returned, straight from its buffer. Its sequence number must be
+// NextSeq's. A write error breaks the Writer, as in Flush.
+func (w *Writer) WriteSealed(frame []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(frame) < HeaderSize {
+		return fmt.Errorf("write sealed frame: %d bytes: %w", len(frame), ErrOutOfOrder)
+	}
+	if seq := be.Uint64(frame[offSeq:]); seq != w.seq {
+		return fmt.Errorf("write sealed frame %d, next is %d: %w", seq, w.seq, ErrOutOfOrder)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if _, err := w.w.Write(frame); err != nil {
+		w.err = fmt.Errorf("write frames: %w", err)
+		return w.err
+	}
+	w.seq++
+	return nil
 }
 
 // Flush writes every buffered frame to the stream. A write error breaks

@@ -224,6 +224,9 @@ var (
 	// ErrPayloadTooLarge reports an attempt to send a payload larger than
 	// the negotiated maximum.
 	ErrPayloadTooLarge = errors.New("mirror payload too large")
+	// ErrOutOfOrder reports a sealed frame written out of its sequence
+	// order.
+	ErrOutOfOrder = errors.New("mirror frame out of sequence order")
 	// ErrTLSMismatch reports a handshake refused because one side runs
 	// the mirror connect in TLS and the other does not; the error says
 	// which.

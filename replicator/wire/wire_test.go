@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -360,5 +361,84 @@ func TestCountersShared(t *testing.T) {
 		if r.String() == "" || reasonErrs[r] == nil {
 			t.Fatalf("reason %d has no name or error", r)
 		}
+	}
+}
+
+// TestSealedFrames: frames sealed at once by several goroutines, out of
+// order, then written in sequence order among WriteFrame's buffered
+// frames, are the bytes WriteFrame would have sent, in every mode; one
+// written out of order is refused and sends nothing.
+func TestSealedFrames(t *testing.T) {
+	for _, mode := range []string{"plain", "mac", "encrypt"} {
+		t.Run(mode, func(t *testing.T) {
+			var want, got bytes.Buffer
+			ww, w := NewWriter(&want), NewWriter(&got)
+			r := NewReader(&got, nil)
+			switch mode {
+			case "plain":
+				r.plain = true
+			case "mac":
+				sessions(t, r, w, 1, false)
+				sessions(t, NewReader(nil, nil), ww, 1, false)
+			case "encrypt":
+				sessions(t, r, w, 1, true)
+				sessions(t, NewReader(nil, nil), ww, 1, true)
+			}
+			ss := samples()
+			for _, s := range ss {
+				if _, err := ww.WriteFrame(s.t, s.head, s.data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := ww.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			// Odd frames are sealed concurrently, last first; even ones
+			// go through WriteFrame when their turn comes.
+			sealed := make([][]byte, len(ss))
+			var wg sync.WaitGroup
+			for i := len(ss) - 1; i >= 0; i -= 2 {
+				if i%2 == 0 {
+					continue
+				}
+				wg.Go(func() {
+					f, err := w.SealFrame(make([]byte, 7), uint64(i), ss[i].t, ss[i].head, ss[i].data)
+					if err != nil {
+						t.Error(err)
+					}
+					sealed[i] = f
+				})
+			}
+			wg.Wait()
+			if err := w.WriteSealed(sealed[1]); !errors.Is(err, ErrOutOfOrder) || got.Len() != 0 {
+				t.Fatalf("frame 1 first: %v, %d bytes sent", err, got.Len())
+			}
+			for i, s := range ss {
+				var err error
+				if i%2 == 1 {
+					err = w.WriteSealed(sealed[i])
+				} else {
+					_, err = w.WriteFrame(s.t, s.head, s.data)
+				}
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), want.Bytes()) {
+				t.Fatal("sealed frames differ from WriteFrame's")
+			}
+			for i := range ss {
+				if f, err := r.ReadFrame(); err != nil || f.Seq != uint64(i) {
+					t.Fatalf("read frame %d: %+v %v", i, f, err)
+				}
+			}
+			big := make([]byte, MaxPayload+1)
+			if _, err := w.SealFrame(nil, w.NextSeq(), TypeWrite, nil, big); !errors.Is(err, ErrPayloadTooLarge) {
+				t.Fatalf("oversized: %v", err)
+			}
+		})
 	}
 }
