@@ -427,7 +427,9 @@ func (c *conn) sourceDone(rs *resyncRun) error {
 		e.clearRunLocked(rs)
 		e.mu.Unlock()
 	}
-	if err := e.bm.WriteBack(); err != nil {
+	// Persist the clears; the extents this primary's writes keep hot
+	// stay so.
+	if err := e.bm.Sync(); err != nil {
 		return fmt.Errorf("mirror resync: %w", err)
 	}
 	e.mu.Lock()

@@ -124,6 +124,12 @@ func (e *Engine) Demote(ctx context.Context) error {
 		e.gate.Unlock()
 		return fmt.Errorf("mirror demote: %w", err)
 	}
+	// No write comes any more: the activity extents cool, so that a
+	// crash of this secondary resyncs only what is dirty.
+	if err := e.bm.WriteBack(); err != nil {
+		e.gate.Unlock()
+		return fmt.Errorf("mirror demote: %w", err)
+	}
 	e.mu.Lock()
 	e.role = Secondary
 	c := e.cur

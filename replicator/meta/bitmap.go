@@ -16,7 +16,16 @@ const pageWords = PageSize / 8
 // MarkDirty return mustSync, and the caller must Sync before it issues
 // the write. Clears are lazy: they reach the partition with the next Sync
 // or WriteBack, so the on-disk bitmap is always a superset of the regions
-// that may differ. Methods are safe for concurrent use.
+// that may differ.
+//
+// The partition holds whole activity extents (ExtentSize): those with a
+// dirty region, and the hot ones, the extents MarkDirty touched most
+// recently, at most HotExtents of them (least recently used leave first),
+// whose regions may all be clear. A write to a hot extent never waits for
+// a bitmap sync, as a write to one of DRBD's activity log extents does
+// not; a node restarted after a crash resyncs the hot extents whole.
+// WriteBack cools them all: the state of a clean shutdown. Methods are
+// safe for concurrent use.
 type Bitmap struct {
 	f    *os.File
 	gran uint64
@@ -27,8 +36,18 @@ type Bitmap struct {
 
 	mu      sync.Mutex
 	mem     []uint64
-	disk    []uint64 // what the partition holds: mem's bits widened to extents
+	disk    []uint64 // what the partition holds: mem's bits widened to extents, and hot
 	pending []uint64 // one bit per page that differs from disk
+
+	// The hot extents: hotm has their bits set word by word; ring lists
+	// them for the clock that picks the one to cool (hand is its
+	// position), which passes over an extent whose ref bit is set once,
+	// clearing it: MarkDirty sets it.
+	hotm   []uint64
+	ring   []uint64
+	ref    []uint64 // one bit per extent
+	hand   int
+	maxHot int
 
 	syncMu sync.Mutex // one Sync at a time
 	pages  []uint64   // scratch: page indexes being written
@@ -44,7 +63,10 @@ func loadBitmap(f *os.File, nbit uint64, gran uint32, size uint64) (*Bitmap, err
 		mem:     make([]uint64, npages*pageWords),
 		disk:    make([]uint64, npages*pageWords),
 		pending: make([]uint64, (npages+63)/64),
+		hotm:    make([]uint64, npages*pageWords),
+		maxHot:  HotExtents,
 	}
+	b.ref = make([]uint64, (nbit/b.ext+64)/64)
 	raw := make([]byte, npages*PageSize)
 	if _, err := f.ReadAt(raw, BitmapOffset); err != nil {
 		return nil, fmt.Errorf("meta read bitmap: %w", err)
@@ -67,18 +89,24 @@ func loadBitmap(f *os.File, nbit uint64, gran uint32, size uint64) (*Bitmap, err
 // regions it marked.
 const ExtentSize = 4 << 20
 
+// HotExtents is how many activity extents a Bitmap keeps hot at most:
+// a restart after a crash resyncs up to HotExtents*ExtentSize (DRBD's
+// default al-extents, 1237, is as many).
+const HotExtents = 1237
+
 // extentBits returns the bits per activity extent for granularity gran:
 // ExtentSize/gran, within one 64-bit word.
 func extentBits(gran uint64) uint64 {
 	return min(max(ExtentSize/gran, 1), 64)
 }
 
-// widen returns word w of the bitmap with every extent holding a set bit
-// set whole, within the volume. Caller holds b.mu.
+// widen returns word w of the bitmap as the partition holds it: every
+// extent holding a set bit set whole, and every hot extent, within the
+// volume. Caller holds b.mu.
 func (b *Bitmap) widen(w uint64) uint64 {
 	v := b.mem[w]
 	if v == 0 || b.ext == 1 {
-		return v
+		return v | b.hotm[w]
 	}
 	group := ^uint64(0) >> (64 - b.ext)
 	var out uint64
@@ -87,10 +115,94 @@ func (b *Bitmap) widen(w uint64) uint64 {
 			out |= group << i
 		}
 	}
-	if end := (w + 1) * 64; end > b.nbit { // bits past the volume's end are never set
-		out &= ^uint64(0) >> (end - b.nbit)
+	return b.clip(w, out) | b.hotm[w]
+}
+
+// clip clears the bits of word w past the volume's end: they are never
+// set.
+func (b *Bitmap) clip(w, v uint64) uint64 {
+	if end := (w + 1) * 64; end > b.nbit {
+		v &= ^uint64(0) >> (end - b.nbit)
 	}
-	return out
+	return v
+}
+
+// extentMask returns the bits of extent x within its word.
+func (b *Bitmap) extentMask(x uint64) (w, m uint64) {
+	first := x * b.ext
+	w = first / 64
+	return w, b.clip(w, (^uint64(0)>>(64-b.ext))<<(first%64))
+}
+
+// heat makes the extents of bits first to last hot, the least recently
+// used one cooling when there are too many. Caller holds b.mu.
+func (b *Bitmap) heat(first, last uint64) {
+	if b.maxHot <= 0 {
+		return
+	}
+	for x := first / b.ext; x <= last/b.ext; x++ {
+		w, m := b.extentMask(x)
+		if b.hotm[w]&m != 0 {
+			b.ref[x/64] |= 1 << (x % 64)
+			continue
+		}
+		if len(b.ring) < b.maxHot {
+			b.ring = append(b.ring, x)
+		} else {
+			for { // the clock: a referenced extent gets a second chance
+				y := b.ring[b.hand]
+				if b.ref[y/64]&(1<<(y%64)) == 0 {
+					b.cool(y)
+					break
+				}
+				b.ref[y/64] &^= 1 << (y % 64)
+				b.hand = (b.hand + 1) % len(b.ring)
+			}
+			b.ring[b.hand] = x
+			b.hand = (b.hand + 1) % len(b.ring)
+		}
+		b.hotm[w] |= m
+	}
+}
+
+// cool makes extent x cold: the partition drops it at the next Sync
+// unless a region of it is dirty. Caller holds b.mu.
+func (b *Bitmap) cool(x uint64) {
+	w, m := b.extentMask(x)
+	b.hotm[w] &^= m
+	b.ref[x/64] &^= 1 << (x % 64)
+	p := w / pageWords
+	b.pending[p/64] |= 1 << (p % 64)
+}
+
+// SetHotExtents sets how many activity extents stay hot at most (0: none;
+// HotExtents by default), cooling the least recently used ones if there
+// are more.
+func (b *Bitmap) SetHotExtents(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.maxHot = max(n, 0)
+	if len(b.ring) <= b.maxHot {
+		return
+	}
+	// Keep the ones the clock would reach last.
+	kept := make([]uint64, 0, b.maxHot)
+	for i := range len(b.ring) {
+		x := b.ring[(b.hand+i)%len(b.ring)]
+		if i < len(b.ring)-b.maxHot {
+			b.cool(x)
+		} else {
+			kept = append(kept, x)
+		}
+	}
+	b.ring, b.hand = kept, 0
+}
+
+// HotCount returns how many activity extents are hot.
+func (b *Bitmap) HotCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.ring)
 }
 
 // Granularity returns the volume bytes one bit covers.
@@ -118,11 +230,19 @@ func (b *Bitmap) span(off, n uint64) (first, last uint64, ok bool) {
 // MarkDirty before it, so an engine marks a batch of writes and syncs
 // once. It does not allocate.
 func (b *Bitmap) MarkDirty(off, n uint64) (mustSync bool) {
+	return b.mark(off, n, true)
+}
+
+// mark is MarkDirty; heat makes the extents hot.
+func (b *Bitmap) mark(off, n uint64, heat bool) (mustSync bool) {
 	first, last, ok := b.span(off, n)
 	if !ok {
 		return false
 	}
 	b.mu.Lock()
+	if heat {
+		b.heat(first, last)
+	}
 	for w := first / 64; w <= last/64; w++ {
 		m := wordMask(w, first, last)
 		b.mem[w] |= m
@@ -172,8 +292,9 @@ func (b *Bitmap) Clear(off, n uint64) {
 }
 
 // SetAll marks the whole volume dirty (full sync) and makes it durable.
+// It heats no extent.
 func (b *Bitmap) SetAll() error {
-	b.MarkDirty(0, b.size)
+	b.mark(0, b.size, false)
 	return b.Sync()
 }
 
@@ -256,9 +377,19 @@ func (b *Bitmap) writePages() error {
 	return nil
 }
 
-// WriteBack persists lazy clears; it is Sync, named for the clean points
-// (after a resync, at Close) where an engine calls it.
-func (b *Bitmap) WriteBack() error { return b.Sync() }
+// WriteBack cools every hot extent and persists the lazy clears: the
+// partition then holds the dirty regions widened to their extents and
+// nothing more, the state of a clean shutdown (an engine's Close, a
+// demotion, the end of a resync on its target).
+func (b *Bitmap) WriteBack() error {
+	b.mu.Lock()
+	for _, x := range b.ring {
+		b.cool(x)
+	}
+	b.ring, b.hand = b.ring[:0], 0
+	b.mu.Unlock()
+	return b.Sync()
+}
 
 // Count returns the number of dirty bits.
 func (b *Bitmap) Count() uint64 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -272,5 +273,75 @@ func TestActivityExtentAtTheEnd(t *testing.T) {
 	defer s2.Close()
 	if n := s2.Bitmap().Count(); n != 1 {
 		t.Fatalf("%d dirty bits on the partition, want the last region's 1", n)
+	}
+}
+
+// TestHotExtents: an extent stays on the partition after its regions
+// clear while it is hot, so the next first write to it needs no sync; the
+// least recently used extent cools when too many are hot; WriteBack cools
+// them all; SetAll heats none.
+func TestHotExtents(t *testing.T) {
+	s, path := newStore(t)
+	bm := s.Bitmap()
+	bm.SetHotExtents(2)
+	onDisk := func() [][2]uint64 {
+		t.Helper()
+		f, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var runs [][2]uint64
+		for x := uint64(0); x < 4; x++ { // the first four extents' first bit
+			bit := x * ExtentSize / DefaultGranularity
+			if f[BitmapOffset+bit/8]&(1<<(bit%8)) != 0 {
+				runs = append(runs, [2]uint64{x * ExtentSize, ExtentSize})
+			}
+		}
+		return runs
+	}
+	for x := range uint64(2) {
+		if !bm.MarkDirty(x*ExtentSize, 4096) {
+			t.Fatalf("extent %d: a first write needs no sync", x)
+		}
+	}
+	if err := bm.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	bm.Clear(0, 2*ExtentSize)
+	if err := bm.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := onDisk(); len(got) != 2 || bm.Count() != 0 || bm.HotCount() != 2 {
+		t.Fatalf("clean but hot: on the partition %v, %d bits dirty, %d hot", got, bm.Count(), bm.HotCount())
+	}
+	if bm.MarkDirty(ExtentSize-4096, 4096) {
+		t.Fatal("a write to a hot extent asks for a sync")
+	}
+	// Extent 0 was used again: extent 1 cools for extent 2.
+	if !bm.MarkDirty(2*ExtentSize, 4096) {
+		t.Fatal("a write to a cold extent needs no sync")
+	}
+	bm.Clear(0, 3*ExtentSize)
+	if err := bm.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := onDisk(), [][2]uint64{{0, ExtentSize}, {2 * ExtentSize, ExtentSize}}; !slices.Equal(got, want) {
+		t.Fatalf("on the partition %v, want %v", got, want)
+	}
+	if !bm.MarkDirty(ExtentSize, 4096) {
+		t.Fatal("a write to the cooled extent needs no sync")
+	}
+	if err := bm.WriteBack(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := onDisk(), [][2]uint64{{ExtentSize, ExtentSize}}; !slices.Equal(got, want) || bm.HotCount() != 0 {
+		t.Fatalf("after WriteBack: on the partition %v, want %v (the dirty one); %d hot", got, want, bm.HotCount())
+	}
+	bm.Clear(0, 4*ExtentSize)
+	if err := bm.SetAll(); err != nil {
+		t.Fatal(err)
+	}
+	if bm.HotCount() != 0 {
+		t.Fatalf("SetAll heated %d extents", bm.HotCount())
 	}
 }

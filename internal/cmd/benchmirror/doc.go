@@ -30,8 +30,9 @@
 //     mode: sequential 1 MiB writes of the whole volume, -seq-qd in
 //     flight, ending with a timed flush; then random aligned 4 KiB sync
 //     writes at queue depth 1 (-rand-time per variant, split over the
-//     rounds); in sync mode the sequential run again with every bitmap bit
-//     already durable (a diagnostic: the cost of the write-ahead bitmap);
+//     rounds); in sync mode the sequential run again with cold activity
+//     extents (a diagnostic: the cost of the write-ahead bitmap after a
+//     clean start);
 //   - a differential resync: 1 % of the bitmap's regions written at
 //     random while disconnected, then a reconnect, timed until in sync.
 //
@@ -40,10 +41,11 @@
 // flush both mirror partitions must be equal.
 //
 // Each measurement through the engine starts from the same state: flushed
-// end to end, the dirty bitmap clean on the cluster partition (so the
-// first write to a region pays the write-ahead bitmap sync, as after any
-// flush), the partitions' pages dropped from the page cache (reads, such
-// as a resync source's, go through it).
+// end to end, the dirty bitmap clean but for the activity extents, every
+// one hot (as in steady use, after earlier writes to them: no write waits
+// for a bitmap sync; the cold diagnostic cools them all first, as after a
+// clean start), the partitions' pages dropped from the page cache (reads,
+// such as a resync source's, go through it).
 //
 // It prints every figure, the three goals with MET or NOT MET (a
 // goal not met does not fail the run), and ends with three lines:
