@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/replicator/meta"
@@ -46,11 +46,18 @@ type conn struct {
 	rsKick  chan struct{}   // wakes the resync loop
 	digests chan wire.Range // verify requests for the digest worker
 
-	// jobs carries frames from the read loop to the applier: large data
-	// frames, and every frame that must keep its place after them.
-	// queued counts the frames handed over and not yet handled.
-	jobs   chan job
-	queued atomic.Int32
+	// jobs carries large data frames from the read loop to the
+	// appliers, which apply several at once. inflight (under imu) holds
+	// the spans of the frames handed over and not yet applied: the read
+	// loop hands over or handles a data frame only when none of them
+	// overlaps it, and any other frame whose place among writes matters
+	// only when there is none (icond wakes it). idone: the connection
+	// failed, nothing more completes.
+	jobs     chan job
+	imu      sync.Mutex
+	icond    sync.Cond
+	inflight []span
+	idone    bool
 
 	// Replies of the read loop (acks, pongs) wait here for the reply
 	// loop, so that a read loop never blocks on the network: two read
@@ -110,9 +117,10 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 		rsKick:   make(chan struct{}, 1),
 		digests:  make(chan wire.Range, verifyWindow),
 		rKick:    make(chan struct{}, 1),
-		jobs:     make(chan job, applyQueue),
+		jobs:     make(chan job, appliers),
 	}
 	c.wturn.L = &c.wmu
+	c.icond.L = &c.imu
 	rs, err := c.establish(sb, role, dialer)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
@@ -141,10 +149,12 @@ func (e *Engine) Connect(ctx context.Context, nc net.Conn, dialer bool) error {
 	}
 	e.lastErr = ""
 	e.resetQueueLocked()
-	e.wg.Add(7)
+	e.wg.Add(6 + appliers)
 	e.mu.Unlock()
 	go c.readLoop()
-	go c.applyLoop()
+	for range appliers {
+		go c.applyLoop()
+	}
 	go c.replyLoop()
 	go c.pingLoop()
 	go c.resyncLoop()
@@ -451,6 +461,10 @@ func (c *conn) fail(err error) {
 		c.wbroken = true
 		c.wturn.Broadcast()
 		c.wmu.Unlock()
+		c.imu.Lock()
+		c.idone = true
+		c.icond.Broadcast()
+		c.imu.Unlock()
 		e := c.e
 		e.mu.Lock()
 		c.failed = true
@@ -500,12 +514,13 @@ func (c *conn) wait(ctx context.Context, ch chan uint32, what string) (status ui
 	}
 }
 
-// readLoop reads session frames until the connection breaks. It handles
-// each frame itself, except that a large Write, every ResyncData and,
-// while the applier holds frames, every frame whose place among writes
-// matters go to the applier: receiving and checking the next frame then
-// overlaps writing this one to the disk, and small sync writes keep the
-// shortest path.
+// readLoop reads session frames until the connection breaks. It hands
+// each large Write and every ResyncData to the appliers, several of which
+// write at once, and handles the other frames itself: a small sync write
+// so keeps the shortest path. A frame whose place among writes matters
+// waits first for the writes it must follow: a data frame for those in
+// flight that it overlaps, any other for all of them. Receiving and
+// checking the next frame so overlaps writing this one.
 func (c *conn) readLoop() {
 	defer c.e.wg.Done()
 	for {
@@ -515,13 +530,21 @@ func (c *conn) readLoop() {
 			c.fail(fmt.Errorf("%w: %w", ErrPeerLost, err))
 			return
 		}
-		if ordered(f.Type) && (c.queued.Load() > 0 || large(f)) {
-			c.queued.Add(1)
-			select {
-			case c.jobs <- job{f, c.r.Retain()}:
-				continue
-			case <-c.done:
+		if ordered(f.Type) {
+			s, ok := dataSpan(f)
+			if !c.waitInflight(s, !ok) {
 				return
+			}
+			if ok && large(f) {
+				c.imu.Lock()
+				c.inflight = append(c.inflight, s)
+				c.imu.Unlock()
+				select {
+				case c.jobs <- job{f, c.r.Retain(), s}:
+					continue
+				case <-c.done:
+					return
+				}
 			}
 		}
 		if err := c.handle(f); err != nil {
@@ -531,17 +554,19 @@ func (c *conn) readLoop() {
 	}
 }
 
-// applyQueue is how many frames the applier holds at most (each keeps its
-// buffer: up to 1 MiB).
-const applyQueue = 4
+// appliers is how many frames are applied at once at most; the jobs
+// queue holds as many more (each frame keeps its buffer: up to 1 MiB).
+const appliers = 4
 
-// applyLarge is the smallest Write whose data the applier writes.
+// applyLarge is the smallest Write whose data the appliers write.
 const applyLarge = 64 << 10
 
-// job is a frame handed to the applier, with the release of its buffer.
+// job is a frame handed to the appliers, with the release of its buffer
+// and its span.
 type job struct {
 	f       wire.Frame
 	release func()
+	s       span
 }
 
 // ordered reports whether frames of type t must be handled in their
@@ -554,12 +579,49 @@ func ordered(t wire.Type) bool {
 	return false
 }
 
-// large reports whether f is worth handing to the applier on its own.
+// large reports whether f is worth handing to the appliers.
 func large(f wire.Frame) bool {
 	return f.Type == wire.TypeResyncData || (f.Type == wire.TypeWrite && len(f.Payload) >= applyLarge)
 }
 
-// applyLoop handles the frames the read loop hands over, in order.
+// dataSpan returns the volume range a Write or ResyncData frame writes;
+// ok is false for other frames, for a malformed one (its handling
+// reports it) and for a Write that asks for a flush first: it must follow
+// every write before it, as a Flush does.
+func dataSpan(f wire.Frame) (s span, ok bool) {
+	var h wire.WriteHeader
+	var data []byte
+	var err error
+	switch f.Type {
+	case wire.TypeWrite:
+		h, data, err = wire.ParseWrite(f.Payload)
+		if err == nil && h.Flags&wire.WritePreFlush != 0 {
+			return span{}, false
+		}
+	case wire.TypeResyncData:
+		h, data, err = wire.ParseResyncData(f.Payload)
+	default:
+		return span{}, false
+	}
+	if err != nil || h.Offset+uint64(len(data)) < h.Offset {
+		return span{}, false
+	}
+	return span{h.Offset, h.Offset + uint64(len(data))}, true
+}
+
+// waitInflight waits until no frame handed to the appliers overlaps s,
+// or, with all, until none is left. It returns false if the connection
+// failed first.
+func (c *conn) waitInflight(s span, all bool) bool {
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	for !c.idone && len(c.inflight) > 0 && (all || slices.ContainsFunc(c.inflight, s.overlaps)) {
+		c.icond.Wait()
+	}
+	return !c.idone
+}
+
+// applyLoop applies the frames the read loop hands over.
 func (c *conn) applyLoop() {
 	defer c.e.wg.Done()
 	for {
@@ -567,7 +629,12 @@ func (c *conn) applyLoop() {
 		case j := <-c.jobs:
 			err := c.handle(j.f)
 			j.release()
-			c.queued.Add(-1)
+			c.imu.Lock()
+			if i := slices.Index(c.inflight, j.s); i >= 0 {
+				c.inflight = slices.Delete(c.inflight, i, i+1)
+			}
+			c.icond.Broadcast()
+			c.imu.Unlock()
 			if err != nil {
 				c.fail(err)
 				return
@@ -612,9 +679,7 @@ type reply struct {
 	n   int // other types: payload length in buf
 }
 
-// reply queues a frame for the reply loop. Consecutive WriteAcks with
-// the same status merge into one range (a WriteAck acks every Write in
-// its sequence range; frames of other types in between are not writes).
+// reply queues a frame for the reply loop.
 func (c *conn) reply(t wire.Type, payload []byte) {
 	c.rmu.Lock()
 	c.replies = append(c.replies, reply{t: t})
@@ -624,10 +689,13 @@ func (c *conn) reply(t wire.Type, payload []byte) {
 	c.kickReplies()
 }
 
-// replyAck queues a WriteAck for the Write frame seq.
+// replyAck queues a WriteAck for the Write frame seq. It extends the
+// WriteAck queued last when that one, of the same status, ends at seq-1
+// (a WriteAck acks every Write in its sequence range, and writes complete
+// out of order when the appliers write several at once).
 func (c *conn) replyAck(seq uint64, status uint32) {
 	c.rmu.Lock()
-	if k := len(c.replies); k > 0 && c.replies[k-1].t == wire.TypeWriteAck && c.replies[k-1].ack.Status == status {
+	if k := len(c.replies); k > 0 && c.replies[k-1].t == wire.TypeWriteAck && c.replies[k-1].ack.Status == status && c.replies[k-1].ack.To+1 == seq {
 		c.replies[k-1].ack.To = seq
 	} else {
 		c.replies = append(c.replies, reply{t: wire.TypeWriteAck, ack: wire.WriteAck{From: seq, To: seq, Status: status}})
