@@ -363,3 +363,25 @@ func (c *countingFile) Sync() error {
 	c.syncs++
 	return c.File.Sync()
 }
+
+// TestPair: every write and flush reaches both targets, at the same
+// offset, with its sync flag; an error of either is returned.
+func TestPair(t *testing.T) {
+	a, b := newMem(1<<20), newMem(1<<20)
+	p := NewPair(a, b)
+	defer p.Close()
+	res, err := RandomSync(context.Background(), p, RandOptions{Region: Region{Size: 1 << 20}, Writes: 50, Seed: 3})
+	if err != nil || res.Writes != 50 {
+		t.Fatalf("random on a pair: %d writes, %v", res.Writes, err)
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.data, b.data) || a.writes != 50 || b.writes != 50 || a.syncs != 50 || b.syncs != 50 || a.flushes != 1 || b.flushes != 1 {
+		t.Fatalf("a: %d writes %d syncs %d flushes, b: %d %d %d, equal %v", a.writes, a.syncs, a.flushes, b.writes, b.syncs, b.flushes, bytes.Equal(a.data, b.data))
+	}
+	b.failAt = a.offsets[0]
+	if err := p.WriteAt(AlignedBuffer(4096), b.failAt, true); !errors.Is(err, errInjected) {
+		t.Fatalf("the second target failing: %v", err)
+	}
+}

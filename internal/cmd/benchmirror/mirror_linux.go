@@ -89,8 +89,9 @@ func (b *bench) randOptions(round int) blockbench.RandOptions {
 }
 
 // measureRawBoth writes the raw and the secondary's partitions at once,
-// sequentially, then with random sync writes: what one disk does when a
-// mirror's two partitions share it. It runs once, before the mirror exists (the full sync overwrites
+// sequentially, then with random sync writes, then with random sync
+// writes in step (each block to both, as a mirror writes it): what one
+// disk does when a mirror's two partitions share it. It runs once, before the mirror exists (the full sync overwrites
 // the secondary's partition afterwards).
 func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 	b.logf("raw x2: sequential 1 MiB writes on two partitions at once ...")
@@ -150,6 +151,17 @@ func (b *bench) measureRawBoth(ctx context.Context, res *results) error {
 	if err != nil {
 		return fmt.Errorf("raw random on two partitions: %w", err)
 	}
+
+	// The floor under a sync mirror's write on this disk: each write to
+	// both partitions at once, done when both hold it.
+	b.logf("raw pair: random 4 KiB sync writes to both partitions in step ...")
+	pair := blockbench.NewPair(blockbench.FileTarget{File: b.r}, blockbench.FileTarget{File: b.s})
+	defer pair.Close()
+	pr, err := blockbench.RandomSync(ctx, pair, b.randOptions(0))
+	if err != nil {
+		return fmt.Errorf("raw random on both partitions in step: %w", err)
+	}
+	res.addRand(varRawPair, pr, 0)
 	return nil
 }
 
