@@ -18,14 +18,13 @@
 // fill and disk. "raw" is that partition written as the engine writes its
 // backing file (engine.NewDataFile: aligned writes around the page cache
 // where the file system has direct I/O, a sync write is one write with
-// RWF_DSYNC); once, for
-// context, the raw and the secondary's partitions are written at once (the
-// disk work of a mirror whose two partitions share one disk), and, with
-// the random sync workload, in step: each write to both at once, done
-// when both hold it ("raw pair", the floor of a sync mirror's write on
-// this disk). Then come
-// -rounds interleaved rounds, so that a noisy machine spreads its noise
-// over every variant; each round runs
+// RWF_DSYNC); once, for context, the raw and the secondary's partitions
+// are written at once (the disk work of a mirror whose two partitions
+// share one disk), and, with the random sync workload, in step: each write
+// to both at once, done when both hold it ("raw pair", the floor of a sync
+// mirror's write on this disk). Then come -rounds interleaved rounds, so
+// that a noisy machine spreads its noise over every variant; each round
+// runs
 //
 //   - a full sync of the volume to a fresh secondary (the first one
 //     creates the mirror);
