@@ -64,13 +64,19 @@ type MirrorSample struct {
 	// SplitBrains counts the connections that found diverged data
 	// (counter).
 	SplitBrains uint64
+	// BitmapSyncs counts the writes that waited for a write-ahead sync of
+	// the dirty bitmap, their activity extent being cold (counter).
+	BitmapSyncs uint64
+	// HotExtents is how many activity extents are hot: a crash resyncs
+	// them whole.
+	HotExtents int
 }
 
 // mirrorCollector reads the mirror disks' samples at each scrape.
 type mirrorCollector struct {
 	primary, connected, state, consistent, size, dirty, inSync *prometheus.Desc
 	replicated, resync, resyncRemaining, resyncRate, lagBytes  *prometheus.Desc
-	lagSeconds, rejected, splitBrains                          *prometheus.Desc
+	lagSeconds, rejected, splitBrains, bitmapSyncs, hotExtents *prometheus.Desc
 
 	read   func() []MirrorSample
 	writes *prometheus.HistogramVec
@@ -108,6 +114,8 @@ func (m *Metrics) RegisterMirrors(read func() []MirrorSample) {
 		lagSeconds:      desc("vigil_mirror_lag_seconds", "Age of the oldest async write the peer has not yet acknowledged; 0 when none.", disk),
 		rejected:        desc("vigil_mirror_frames_rejected_total", "Frames from the peer the mirror connect refused, by reason.", []string{"disk", "reason"}),
 		splitBrains:     desc("vigil_mirror_splitbrain_total", "Connections to the peer that found diverged data (split brain): nothing was merged.", disk),
+		bitmapSyncs:     desc("vigil_mirror_bitmap_syncs_total", "Writes that waited for a write-ahead sync of the dirty bitmap: their 4 MiB activity extent was cold (DRBD's al-writes).", disk),
+		hotExtents:      desc("vigil_mirror_hot_extents", "Activity extents kept hot on the cluster partition, whose writes need no bitmap sync: a crash of this node resyncs them whole.", disk),
 		read:            read,
 		writes:          m.mirrorWrites,
 	})
@@ -131,7 +139,7 @@ func (c *mirrorCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.primary, c.connected, c.state, c.consistent, c.size, c.dirty, c.inSync,
 		c.replicated, c.resync, c.resyncRemaining, c.resyncRate, c.lagBytes,
-		c.lagSeconds, c.rejected, c.splitBrains,
+		c.lagSeconds, c.rejected, c.splitBrains, c.bitmapSyncs, c.hotExtents,
 	} {
 		ch <- d
 	}
@@ -183,6 +191,8 @@ func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.rejected, s.Rejected[r], labelValue(r))
 		}
 		counter(c.splitBrains, s.SplitBrains)
+		counter(c.bitmapSyncs, s.BitmapSyncs)
+		gauge(c.hotExtents, float64(s.HotExtents))
 	}
 }
 

@@ -19,6 +19,7 @@ func mirrorSamples() []MirrorSample {
 			SizeBytes: 1 << 30, DirtyBytes: 1 << 28, ReplicatedBytes: 5000, ResyncBytes: 3 << 20,
 			ResyncRemaining: 1 << 28, LagBytes: 4096, ResyncRate: 2.5e8, LagSeconds: 0.125,
 			Rejected: map[string]uint64{"replay": 2, "bad_mac": 1}, SplitBrains: 0,
+			BitmapSyncs: 7, HotExtents: 256,
 		},
 		{Disk: "md2", State: "split-brain", Consistent: true, SizeBytes: 1 << 20, SplitBrains: 1},
 	}
@@ -68,9 +69,17 @@ func TestMirrorFamilies(t *testing.T) {
 # TYPE vigil_mirror_splitbrain_total counter
 `+series("vigil_mirror_splitbrain_total", `disk="md1"`, "0")+`
 `+series("vigil_mirror_splitbrain_total", `disk="md2"`, "1")+`
+# HELP vigil_mirror_bitmap_syncs_total Writes that waited for a write-ahead sync of the dirty bitmap: their 4 MiB activity extent was cold (DRBD's al-writes).
+# TYPE vigil_mirror_bitmap_syncs_total counter
+`+series("vigil_mirror_bitmap_syncs_total", `disk="md1"`, "7")+`
+`+series("vigil_mirror_bitmap_syncs_total", `disk="md2"`, "0")+`
+# HELP vigil_mirror_hot_extents Activity extents kept hot on the cluster partition, whose writes need no bitmap sync: a crash of this node resyncs them whole.
+# TYPE vigil_mirror_hot_extents gauge
+`+series("vigil_mirror_hot_extents", `disk="md1"`, "256")+`
+`+series("vigil_mirror_hot_extents", `disk="md2"`, "0")+`
 `, "vigil_mirror_primary", "vigil_mirror_state", "vigil_mirror_in_sync_ratio", "vigil_mirror_frames_rejected_total",
 		"vigil_mirror_replicated_bytes_total", "vigil_mirror_resync_rate_bytes_per_second", "vigil_mirror_lag_seconds",
-		"vigil_mirror_splitbrain_total")
+		"vigil_mirror_splitbrain_total", "vigil_mirror_bitmap_syncs_total", "vigil_mirror_hot_extents")
 
 	// Every family the brief names, with its type.
 	want := map[string]dto.MetricType{
@@ -90,6 +99,8 @@ func TestMirrorFamilies(t *testing.T) {
 		"vigil_mirror_write_duration_seconds":       dto.MetricType_HISTOGRAM,
 		"vigil_mirror_frames_rejected_total":        dto.MetricType_COUNTER,
 		"vigil_mirror_splitbrain_total":             dto.MetricType_COUNTER,
+		"vigil_mirror_bitmap_syncs_total":           dto.MetricType_COUNTER,
+		"vigil_mirror_hot_extents":                  dto.MetricType_GAUGE,
 	}
 	mfs, err := m.Registry().Gather()
 	if err != nil {

@@ -154,6 +154,7 @@ func (m *mirrors) samples() []metrics.MirrorSample {
 			ReplicatedBytes: e.ReplicatedBytes, ResyncBytes: e.ResyncSent,
 			LagBytes: e.QueuedBytes, ResyncRate: float64(e.ResyncRate),
 			LagSeconds: e.OldestUnacked.Seconds(), SplitBrains: s.SplitBrains,
+			BitmapSyncs: e.BitmapSyncs, HotExtents: e.HotExtents,
 			Rejected: map[string]uint64{},
 		}
 		if e.State == engine.Resyncing && e.ResyncTotal > e.ResyncDone {

@@ -377,6 +377,11 @@ type Status struct {
 	ResyncRateLimit int64
 	// ReplicatedBytes counts the Write payload bytes sent to the peer.
 	ReplicatedBytes uint64
+	// BitmapSyncs counts the writes that waited for a write-ahead sync of
+	// the dirty bitmap (their activity extent was cold: DRBD's al-writes);
+	// HotExtents is how many activity extents are hot now.
+	BitmapSyncs uint64
+	HotExtents  int
 	// FramesRejected counts the received frames rejected, by reason
 	// (wire.Reason), over every connection since the engine started.
 	FramesRejected [wire.NumReasons]uint64
@@ -430,6 +435,7 @@ type Engine struct {
 	roleMu sync.Mutex
 
 	replicated atomic.Uint64
+	bmSyncs    atomic.Uint64
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -568,6 +574,8 @@ func (e *Engine) Status() Status {
 		ResyncSent:      e.rsSent,
 		ResyncRateLimit: e.limiter.get(),
 		ReplicatedBytes: e.replicated.Load(),
+		BitmapSyncs:     e.bmSyncs.Load(),
+		HotExtents:      e.bm.HotCount(),
 		Verifying:       e.verifying,
 		VerifyTotal:     e.vTotal,
 		VerifyDone:      e.vDone,

@@ -543,3 +543,36 @@ func TestStalledPeer(t *testing.T) {
 	close(stall)
 	<-done
 }
+
+// TestHotExtentsSpareBitmapSyncs: the first write to an activity extent
+// waits for a bitmap sync; after a flush has cleared its bits, the next
+// one does not, the extent being hot; a demotion cools the extents.
+func TestHotExtentsSpareBitmapSyncs(t *testing.T) {
+	p, _ := pair(t)
+	ctx := context.Background()
+	buf := alignedCopy(make([]byte, 4096))
+	write := func(off uint64) {
+		t.Helper()
+		if err := p.e.Write(ctx, off, buf, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	write(meta.ExtentSize)
+	if st := p.e.Status(); st.BitmapSyncs != 2 || st.HotExtents != 2 {
+		t.Fatalf("after writes to two extents: %d bitmap syncs, %d hot", st.BitmapSyncs, st.HotExtents)
+	}
+	if err := p.e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	write(gran) // another region of the first extent, its bits clear
+	if st := p.e.Status(); st.BitmapSyncs != 2 || st.DirtyBytes != gran {
+		t.Fatalf("a write to a hot extent: %d bitmap syncs, %d bytes dirty", st.BitmapSyncs, st.DirtyBytes)
+	}
+	if err := p.e.Demote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.e.Status(); st.HotExtents != 0 {
+		t.Fatalf("after a demotion: %d hot extents", st.HotExtents)
+	}
+}

@@ -62,6 +62,7 @@ func (e *Engine) Write(ctx context.Context, off uint64, data []byte, fua bool) e
 	defer e.writeDone(s)
 
 	if e.bm.MarkDirty(off, uint64(len(data))) {
+		e.bmSyncs.Add(1)
 		if err := e.bm.Sync(); err != nil {
 			return fmt.Errorf("mirror write: bitmap: %w", err)
 		}
