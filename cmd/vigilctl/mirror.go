@@ -150,6 +150,7 @@ func renderMirrors(w io.Writer, ms []api.Mirror) {
 		}
 		row("Sync:", sync)
 		row("Size:", bytesText(m.SizeBytes))
+		row("Activity log:", fmt.Sprintf("%d extents hot, %d writes waited for a bitmap sync", m.HotExtents, m.BitmapSyncs))
 		if m.LagBytes > 0 || m.Lag > 0 {
 			row("Lag:", fmt.Sprintf("%s, oldest %s", bytesText(m.LagBytes), m.Lag.Round(time.Millisecond)))
 		}

@@ -186,6 +186,7 @@ func mirrorStatus(s mirror.Status) api.Mirror {
 		LagBytes: e.QueuedBytes, Lag: e.OldestUnacked,
 		ResyncTotal: e.ResyncTotal, ResyncDone: e.ResyncDone,
 		ResyncRate: float64(e.ResyncRate), ResyncETA: e.ResyncETA,
+		HotExtents: e.HotExtents, BitmapSyncs: e.BitmapSyncs,
 		Frontend: s.Frontend, Device: s.Device, MountPoint: s.MountPoint,
 	}
 	if a.LastError == "" {

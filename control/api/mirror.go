@@ -36,6 +36,11 @@ type Mirror struct {
 	ResyncDone  uint64        `json:"resync_done_bytes"`
 	ResyncRate  float64       `json:"resync_rate_bytes_per_second"`
 	ResyncETA   time.Duration `json:"resync_eta_ns"`
+	// HotExtents is how many activity extents are hot (a crash of this
+	// node resyncs them whole); BitmapSyncs how many writes waited for a
+	// bitmap sync, their extent being cold.
+	HotExtents  int    `json:"hot_extents"`
+	BitmapSyncs uint64 `json:"bitmap_syncs"`
 	// Frontend is "nbd" or "none"; Device and MountPoint are set while the
 	// disk is exposed and mounted here.
 	Frontend   string `json:"frontend"`
