@@ -39,7 +39,9 @@
 //     random while disconnected, then a reconnect, timed until in sync.
 //
 // Sequential rates and resync times are the median of the rounds; random
-// write latencies are pooled. A data check ends the run: after the last
+// write latencies are pooled. Beside the sequential rates it prints the
+// machine's busy CPU time per MiB (/proc/stat, all CPUs) of the TCP run
+// and of each sequential variant: what bounds a rate on a small machine. A data check ends the run: after the last
 // flush both mirror partitions must be equal.
 //
 // Each measurement through the engine starts from the same state: flushed

@@ -249,11 +249,12 @@ func measureAll(ctx context.Context, b *bench, res *results) error {
 		return fmt.Errorf("link rtt: %w", err)
 	}
 	res.rtt = rtt.Summarize()
+	cm := startCPU()
 	tr, err := measureTCP(ctx, b.topo, b.o.tcpDur)
 	if err != nil {
 		return fmt.Errorf("link tcp: %w", err)
 	}
-	res.tcpBytes, res.tcpElapsed = tr.bytes, tr.elapsed
+	res.tcpBytes, res.tcpElapsed, res.tcpCPU, res.cpus = tr.bytes, tr.elapsed, cm.busy(), cm.start.cpus
 
 	b.logf("partitions: filling three ...")
 	if err := b.createPartitions(ctx); err != nil {

@@ -238,3 +238,31 @@ func TestSeqMedian(t *testing.T) {
 		t.Errorf("median of nothing = %v, want 0", got)
 	}
 }
+
+// TestParseCPU: the busy time is every state of the cpu line but idle and
+// iowait, in USER_HZ ticks; the CPUs are the cpuN lines; a file without
+// them is an error.
+func TestParseCPU(t *testing.T) {
+	stat := "cpu  100 5 200 9000 40 10 30 15 0 0\ncpu0 50 2 100 4500 20 5 15 7 0 0\ncpu1 50 3 100 4500 20 5 15 8 0 0\nintr 12345\nctxt 999\n"
+	u, err := parseCPU([]byte(stat))
+	if err != nil || u.cpus != 2 || u.busy != 3600*time.Millisecond {
+		t.Fatalf("parse: %+v %v, want 2 CPUs and 3.6 s busy", u, err)
+	}
+	for _, bad := range []string{"", "intr 1\n", "cpu  1 2 3\ncpu0 1 2 3 4 5 6 7 8\n", "cpu  1 2 3 x 5 6 7 8\ncpu0 1 2 3 4 5 6 7 8\n"} {
+		if _, err := parseCPU([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	r := synthetic(5000, 2000, 1500, 0, 0, 0, 0, 0)
+	r.tcpCPU, r.cpus = 2*time.Second, 2
+	r.seq[varSync][0].cpu, r.seq[varSync][0].bytes = time.Second, 1<<30
+	if got := r.cpuPerMiB("tcp"); got < 1040*time.Microsecond || got > 1060*time.Microsecond {
+		t.Errorf("tcp: %v per MiB, want 2 s over 2000 MB", got)
+	}
+	if got := r.cpuPerMiB(varSync); got < 976*time.Microsecond || got > 977*time.Microsecond {
+		t.Errorf("sync: %v per MiB, want 1 s over 1 GiB", got)
+	}
+	if got := r.cpuPerMiB(varAsync); got != 0 {
+		t.Errorf("async, unmeasured: %v", got)
+	}
+}

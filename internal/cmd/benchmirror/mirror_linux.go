@@ -174,11 +174,14 @@ func (b *bench) measureRaw(ctx context.Context, res *results, round int) error {
 	if err := b.coldCaches(); err != nil {
 		return err
 	}
+	cm := startCPU()
 	sr, err := blockbench.Sequential(ctx, raw, b.seqOptions())
 	if err != nil {
 		return fmt.Errorf("raw sequential: %w", err)
 	}
-	res.addSeq(varRaw, seqFigOf(sr))
+	f := seqFigOf(sr)
+	f.cpu = cm.busy()
+	res.addSeq(varRaw, f)
 	b.vlogf("  raw sequential: %.0f MB/s", sr.MBps())
 	if err := b.coldCaches(); err != nil {
 		return err
@@ -605,14 +608,17 @@ func (b *bench) measureEngine(ctx context.Context, res *results, v string, round
 // as variant v.
 func (b *bench) seqRun(ctx context.Context, res *results, t engineTarget, v string) error {
 	fb := b.prim.Status().Fallbacks
+	cm := startCPU()
 	sr, err := blockbench.Sequential(ctx, t, b.seqOptions())
 	if err != nil {
 		return fmt.Errorf("vigil %s sequential: %w", v, err)
 	}
+	cpu := cm.busy()
 	if err := b.connected("vigil " + v + " sequential"); err != nil {
 		return err
 	}
 	f := seqFigOf(sr)
+	f.cpu = cpu
 	f.fallbacks = b.prim.Status().Fallbacks - fb
 	res.addSeq(v, f)
 	b.vlogf("  vigil %s sequential: %.0f MB/s", v, sr.MBps())

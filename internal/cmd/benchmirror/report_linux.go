@@ -27,7 +27,8 @@ type seqFig struct {
 	bytes          int64
 	elapsed, flush time.Duration
 	lat            *blockbench.Histogram
-	fallbacks      uint64 // async: queue overflows
+	fallbacks      uint64        // async: queue overflows
+	cpu            time.Duration // the machine's busy CPU time during the run
 }
 
 func seqFigOf(r blockbench.SeqResult) seqFig {
@@ -71,6 +72,8 @@ type results struct {
 	rtt        blockbench.Summary
 	tcpBytes   int64
 	tcpElapsed time.Duration
+	tcpCPU     time.Duration // the machine's busy CPU time during the TCP run
+	cpus       int
 
 	seq  map[string][]seqFig // variant -> one per round
 	rand map[string]*randAgg
@@ -123,6 +126,24 @@ func (r *results) randP99(v string) time.Duration {
 }
 
 func (r *results) tcpMBps() float64 { return blockbench.MBps(r.tcpBytes, r.tcpElapsed) }
+
+// cpuPerMiB returns the machine's busy CPU time per MiB written by the
+// sequential runs of variant v ("tcp": per MiB sent), 0 when unmeasured.
+func (r *results) cpuPerMiB(v string) time.Duration {
+	var cpu time.Duration
+	var n int64
+	if v == "tcp" {
+		cpu, n = r.tcpCPU, r.tcpBytes
+	}
+	for _, f := range r.seq[v] {
+		cpu += f.cpu
+		n += f.bytes
+	}
+	if cpu <= 0 || n <= 0 {
+		return 0
+	}
+	return time.Duration(float64(cpu) * (1 << 20) / float64(n))
+}
 
 // complete reports whether every figure of the summary lines was measured.
 func (r *results) complete() bool {
@@ -223,6 +244,15 @@ func (r *results) print(w io.Writer) {
 		}
 		fmt.Fprintln(w, "  raw: a third partition file, alike in size, fill and disk, written as the engine writes its backing file; \"raw x2\" ran once, before the mirror existed")
 		fmt.Fprintln(w, "  both mirror partitions live on this one disk: a mirror writes every byte to it twice, as \"raw x2\" does; the goal compares with \"raw\", as the issue asks")
+		var cpus []string
+		for _, v := range []string{"tcp", varRaw, varSync, varSyncCold, varAsync} {
+			if d := r.cpuPerMiB(v); d > 0 {
+				cpus = append(cpus, fmt.Sprintf("%s %.2f", v, float64(d)/float64(time.Millisecond)))
+			}
+		}
+		if len(cpus) > 0 {
+			fmt.Fprintf(w, "  CPU busy per MiB, in ms (the whole machine's, /proc/stat; %d CPUs): %s\n", r.cpus, strings.Join(cpus, ", "))
+		}
 		fmt.Fprintln(w, "  vigil runs start in steady use, with every activity extent hot (as after earlier writes to it); \"cold activity extents\": all cooled first, as after a clean start, so the first write to each 4 MiB extent waits for a bitmap sync (a diagnostic)")
 	}
 	if len(r.rand) > 0 {
