@@ -510,7 +510,7 @@ func (e *Engine) ResyncRange(ctx context.Context, off, length uint64) error {
 	if err != nil {
 		return fmt.Errorf("mirror resync: %w", err)
 	}
-	e.bm.MarkDirty(off, length)
+	e.bm.MarkStale(off, length)
 	if err := e.bm.Sync(); err != nil {
 		return fmt.Errorf("mirror resync: %w", err)
 	}

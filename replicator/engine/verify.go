@@ -246,7 +246,7 @@ func (v *verifier) complete() error {
 			v.res.Mismatched += n
 			v.addExtent(k.s)
 			if v.resync {
-				e.bm.MarkDirty(k.s.off, n)
+				e.bm.MarkStale(k.s.off, n)
 				e.keepDirty(k.s)
 			}
 		}

@@ -233,6 +233,13 @@ func (b *Bitmap) MarkDirty(off, n uint64) (mustSync bool) {
 	return b.mark(off, n, true)
 }
 
+// MarkStale is MarkDirty for regions no write touched (a resync asked
+// for, a verify's mismatches): it heats no extent, so that the hot ones
+// stay those that writes use.
+func (b *Bitmap) MarkStale(off, n uint64) (mustSync bool) {
+	return b.mark(off, n, false)
+}
+
 // mark is MarkDirty; heat makes the extents hot.
 func (b *Bitmap) mark(off, n uint64, heat bool) (mustSync bool) {
 	first, last, ok := b.span(off, n)

@@ -279,7 +279,7 @@ func TestActivityExtentAtTheEnd(t *testing.T) {
 // TestHotExtents: an extent stays on the partition after its regions
 // clear while it is hot, so the next first write to it needs no sync; the
 // least recently used extent cools when too many are hot; WriteBack cools
-// them all; SetAll heats none.
+// them all; MarkStale and SetAll heat none.
 func TestHotExtents(t *testing.T) {
 	s, path := newStore(t)
 	bm := s.Bitmap()
@@ -338,6 +338,9 @@ func TestHotExtents(t *testing.T) {
 		t.Fatalf("after WriteBack: on the partition %v, want %v (the dirty one); %d hot", got, want, bm.HotCount())
 	}
 	bm.Clear(0, 4*ExtentSize)
+	if !bm.MarkStale(3*ExtentSize, 4096) || bm.HotCount() != 0 {
+		t.Fatalf("MarkStale: a sync not asked for, or %d extents heated", bm.HotCount())
+	}
 	if err := bm.SetAll(); err != nil {
 		t.Fatal(err)
 	}
