@@ -93,6 +93,7 @@ func mirrorConfig(cfg *config.Config, r *config.Resource, server string, self in
 		ClusterKey: cfg.Key,
 		Timeout:    time.Duration(md.TimeoutMS) * time.Millisecond,
 		ResyncRate: int64(md.ResyncRateMBps) * 1_000_000,
+		HotExtents: md.HotExtents,
 		Compress:   md.Compress,
 		Log:        log,
 	}
@@ -103,6 +104,9 @@ func mirrorConfig(cfg *config.Config, r *config.Resource, server string, self in
 	copy(mc.ConfigHash[:], cfg.Hash[:16])
 	if md.Mode == config.MirrorAsync {
 		mc.Mode = engine.AsyncMode
+	}
+	if md.HotExtents == 0 {
+		mc.HotExtents = -1 // none
 	}
 	if mc.Frontend, err = mirrorFrontend(md.Frontend, cfg.Cluster.Name, server, log); err != nil {
 		return mirror.Config{}, err

@@ -48,7 +48,12 @@ const (
 	// DefaultMetricsAddress serves /metrics on loopback only.
 	DefaultMetricsAddress  = "127.0.0.1:9750"
 	DefaultMirrorTimeoutMS = 5000
-	DefaultMirrorFSType    = "ext4"
+	// DefaultMirrorHotExtents is DRBD's default al-extents, as
+	// replicator/meta.HotExtents.
+	DefaultMirrorHotExtents = 1237
+	// MaxMirrorHotExtents is the most activity extents kept hot.
+	MaxMirrorHotExtents = 65534
+	DefaultMirrorFSType = "ext4"
 )
 
 // What a failed AWS call means to an aws_az monitor (AWSAZMonitor.OnAPIFailure).
@@ -153,6 +158,7 @@ func (d *decoder) applyDefaults(c *Config) {
 				defStr(p+".frontend", &md.Frontend, FrontendAuto)
 				defStr(p+".fs_type", &md.FSType, DefaultMirrorFSType)
 				def(p+".timeout_ms", &md.TimeoutMS, DefaultMirrorTimeoutMS)
+				def(p+".hot_extents", &md.HotExtents, DefaultMirrorHotExtents)
 			case r.FloatingIP != nil:
 				if !d.has(p + ".gratuitous_arp") {
 					r.FloatingIP.GratuitousARP = true

@@ -340,7 +340,7 @@ func TestParseErrors(t *testing.T) {
     resources:
       - {name: md1, type: mirror_disk, data_partition: /d1, cluster_partition: /c1, port: 29051, frontend: none, mount_point: /mnt, fs_type: btrfs}
       - {name: md2, type: mirror_disk, data_partition: /d2, cluster_partition: /c2, port: 29051, mkfs: true, timeout_ms: 0, resync_rate_mbps: -1}
-      - {name: md3, type: mirror_disk, data_partition: /d3, cluster_partition: /c3, port: 70000, tls: {cert: c.pem, ca: /ca.pem}}
+      - {name: md3, type: mirror_disk, data_partition: /d3, cluster_partition: /c3, port: 70000, tls: {cert: c.pem, ca: /ca.pem}, hot_extents: 70000}
 `, []wantErr{
 			e(7, "groups[0].resources[0].fs_type", `"btrfs" is not one of ext4, xfs`),
 			e(7, "groups[0].resources[0].mount_point", "needs a frontend to mount; frontend is none"),
@@ -349,6 +349,7 @@ func TestParseErrors(t *testing.T) {
 			e(8, "groups[0].resources[1].timeout_ms", "must be greater than 0, not 0"),
 			e(8, "groups[0].resources[1].resync_rate_mbps", "must not be negative, not -1"),
 			e(9, "groups[0].resources[2].port", "70000 is not a TCP port"),
+			e(9, "groups[0].resources[2].hot_extents", "must be 0 to 65534, not 70000"),
 			e(9, "groups[0].resources[2].tls.cert", `"c.pem" is not an absolute path`),
 			e(9, "groups[0].resources[2].tls.key", "required"),
 		}},

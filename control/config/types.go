@@ -328,6 +328,11 @@ type MirrorDisk struct {
 	// ResyncRateMBps limits resync and verify traffic, in MB/s (0, the
 	// default: unlimited). Application writes are never limited.
 	ResyncRateMBps int `yaml:"resync_rate_mbps"`
+	// HotExtents is how many 4 MiB activity extents stay hot at most
+	// (DRBD's al-extents; default 1237, 0 none): a write to a hot one
+	// never waits for a bitmap sync, and a crash of the node resyncs them
+	// whole.
+	HotExtents int `yaml:"hot_extents"`
 	// Compress compresses replicated data on the wire (s2) when both
 	// nodes have it on and it saves space.
 	Compress bool `yaml:"compress"`

@@ -424,6 +424,9 @@ func (v *validator) resource(g *Group, p string, r *Resource, idx map[string]int
 		}
 		v.positive(p+".timeout_ms", md.TimeoutMS)
 		v.notNegative(p+".resync_rate_mbps", md.ResyncRateMBps)
+		if md.HotExtents < 0 || md.HotExtents > MaxMirrorHotExtents {
+			v.check(p+".hot_extents", fmt.Sprintf("must be 0 to %d, not %d", MaxMirrorHotExtents, md.HotExtents))
+		}
 		if md.TLS != nil {
 			for _, f := range []struct{ key, path string }{{"cert", md.TLS.Cert}, {"key", md.TLS.Key}, {"ca", md.TLS.CA}} {
 				if v.required(p+".tls."+f.key, f.path == "") {

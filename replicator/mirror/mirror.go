@@ -69,6 +69,9 @@ type Config struct {
 	Timeout time.Duration
 	// ResyncRate limits resync and verify traffic in bytes/s, 0 unlimited.
 	ResyncRate int64
+	// HotExtents is how many activity extents stay hot at most: 0 is
+	// meta.HotExtents, a negative value none.
+	HotExtents int
 	// Compress compresses replicated data when the peer agrees.
 	Compress bool
 	// TLS, if set, wraps the connection: Client for the dialler, Server
@@ -181,6 +184,9 @@ func Open(cfg Config) (*Disk, error) {
 	if err != nil {
 		data.Close()
 		return nil, fmt.Errorf("mirror %s: %w", cfg.Name, err)
+	}
+	if cfg.HotExtents != 0 {
+		ms.Bitmap().SetHotExtents(max(cfg.HotExtents, 0))
 	}
 	ping := max(cfg.Timeout/5, 10*time.Millisecond)
 	eng, err := engine.New(engine.Config{

@@ -331,3 +331,33 @@ func TestVolumeIdentity(t *testing.T) {
 		t.Fatal("two clusters' disks share a UUID")
 	}
 }
+
+// TestHotExtentsConfig: Config.HotExtents bounds the extents writes keep
+// hot; negative keeps none; 0 is the default.
+func TestHotExtentsConfig(t *testing.T) {
+	for _, tc := range []struct{ cfg, want int }{{0, 2}, {1, 1}, {-1, 0}} { // testSize: two extents
+		dir := t.TempDir()
+		data, meta := partitions(t, dir)
+		d, err := Open(Config{Name: "md1", DataPath: data, MetaPath: meta, VolumeUUID: VolumeUUID("c", "md1"), Node: 0, Peer: 1, HotExtents: tc.cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := d.Engine()
+		ctx := context.Background()
+		if err := e.Promote(true); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		for x := range 2 {
+			if err := e.Write(ctx, uint64(x)*4<<20, buf, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := e.Status().HotExtents; got != tc.want {
+			t.Errorf("HotExtents %d: %d extents hot, want %d", tc.cfg, got, tc.want)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
