@@ -59,6 +59,9 @@ func openMirrors(cfg *config.Config, server string, log *slog.Logger, mt *metric
 			return nil, fmt.Errorf("mirror disk %s: %w", r.Name, err)
 		}
 	}
+	if len(m.disks) > 0 {
+		log.Info("mirror disks: spare scheduler Ps for their blocking disk writes", "event", "mirror_procs", "gomaxprocs", engine.SpareProcs())
+	}
 	return m, nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vigil-ha/vigil/replicator/engine"
 )
 
 // options are the command-line flags.
@@ -223,8 +225,10 @@ func run(ctx context.Context, o options, w io.Writer) (res *results, err error) 
 		}
 	}()
 
-	logf("two network namespaces over veth, %s partitions in %s (%s), %d rounds, sequential queue depth %d, %v of random writes per variant",
-		mib(o.size), b.work, fsName, o.rounds, o.seqQD, o.randDur)
+	// The engines run here as in vigild, which spares Ps for them.
+	procs := engine.SpareProcs()
+	logf("two network namespaces over veth, %s partitions in %s (%s), %d rounds, sequential queue depth %d, %v of random writes per variant, GOMAXPROCS %d",
+		mib(o.size), b.work, fsName, o.rounds, o.seqQD, o.randDur, procs)
 	if b.topo, err = newTopology(); err != nil {
 		return res, err
 	}
