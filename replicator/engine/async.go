@@ -296,15 +296,8 @@ func (e *Engine) flushQueued(ctx context.Context) (*conn, error) {
 		return nil, nil
 	}
 
-	ch := make(chan uint32, 1)
-	var b [wire.FlushSize]byte
-	err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(b[:]), nil, func(uint64) {
-		c.mu.Lock()
-		c.flushes[id] = ch
-		c.mu.Unlock()
-	})
-	if err != nil {
-		c.fail(err)
+	ch := c.sendFlush(id)
+	if ch == nil {
 		return nil, nil
 	}
 	st, ok, err := c.wait(ctx, ch, "flush ack")

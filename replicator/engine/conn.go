@@ -436,6 +436,18 @@ func (c *conn) sent(n uint64, err error) {
 // most Timeout, which breaks the connection). ok is false when the
 // connection ended first.
 func (c *conn) control(id uint64) (status uint32, ok bool) {
+	ch := c.sendFlush(id)
+	if ch == nil {
+		return 0, false
+	}
+	st, ok, _ := c.wait(context.Background(), ch, "control ack")
+	return st, ok
+}
+
+// sendFlush sends the Flush id and returns the channel its FlushAck's
+// status arrives on, or nil, having failed the connection, if it could
+// not be sent.
+func (c *conn) sendFlush(id uint64) chan uint32 {
 	ch := make(chan uint32, 1)
 	var b [wire.FlushSize]byte
 	err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(b[:]), nil, func(uint64) {
@@ -445,10 +457,9 @@ func (c *conn) control(id uint64) (status uint32, ok bool) {
 	})
 	if err != nil {
 		c.fail(err)
-		return 0, false
+		return nil
 	}
-	st, ok, _ := c.wait(context.Background(), ch, "control ack")
-	return st, ok
+	return ch
 }
 
 // fail breaks the connection once: the engine stands alone and a primary

@@ -251,15 +251,7 @@ func (e *Engine) flush(ctx context.Context, waitCatchUp bool) error {
 	// follows every write completed before it on the connection.
 	var ch chan uint32
 	if c != nil {
-		ch = make(chan uint32, 1)
-		var b [wire.FlushSize]byte
-		err := c.send(wire.TypeFlush, wire.Flush{ID: id}.Put(b[:]), nil, func(uint64) {
-			c.mu.Lock()
-			c.flushes[id] = ch
-			c.mu.Unlock()
-		})
-		if err != nil {
-			c.fail(err)
+		if ch = c.sendFlush(id); ch == nil {
 			c = nil
 		}
 	}
