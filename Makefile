@@ -88,7 +88,8 @@ bench-heartbeat: deps
 # network namespaces over veth, with 1 GiB file partitions on one disk:
 # sequential 1 MiB writes (MB/s) and random 4 KiB sync writes at queue
 # depth 1 (IOPS, p50, p99) on the raw backing file, through Vigil in sync
-# and in async mode, beside the link's TCP throughput and RTT; then the
+# and in async mode, beside the link's TCP throughput and RTT and the rate
+# of the mirror connect's authenticated frames alone over it; then the
 # resync of a volume 1 % dirty against a full sync. It prints each goal
 # with MET or NOT MET and ends with three bench-mirror: summary lines.
 # BENCH_MIRROR_FLAGS=-quick is a short run; -h lists the flags.

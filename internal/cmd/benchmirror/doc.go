@@ -12,8 +12,13 @@
 // (-dir), removed afterwards; directories left by runs that died are
 // removed first.
 //
-// It measures the link first: TCP ping-pong RTT (64 bytes) and one TCP
-// stream of 1 MiB writes (the throughput ceiling). Then three partitions
+// It measures the link first: TCP ping-pong RTT (64 bytes), one TCP
+// stream of 1 MiB writes (the throughput ceiling), and one stream of the
+// mirror connect's own 1 MiB Write frames after its handshake
+// (replicator/wire: CRC32C and a GMAC tag under a session key on each,
+// sealed by one sender and checked by one reader, the data then dropped):
+// what the wire protocol alone moves over the link, with no disk and no
+// engine. Then three partitions
 // are filled: the primary's, the secondary's, and a raw one alike in size,
 // fill and disk. "raw" is that partition written as the engine writes its
 // backing file (engine.NewDataFile: aligned writes around the page cache
@@ -40,9 +45,11 @@
 //
 // Sequential rates and resync times are the median of the rounds; random
 // write latencies are pooled. Beside the sequential rates it prints the
-// machine's busy CPU time per MiB (/proc/stat, all CPUs) of the TCP run
-// and of each sequential variant: what bounds a rate on a small machine. A data check ends the run: after the last
-// flush both mirror partitions must be equal.
+// machine's busy CPU time per MiB (/proc/stat, all CPUs) of the TCP and
+// wire streams and of each sequential variant, and how busy the CPUs
+// would be mirroring at the goal's rate at the sync runs' cost: what
+// bounds a rate on a small machine. A data check ends the run: after the
+// last flush both mirror partitions must be equal.
 //
 // Each measurement through the engine starts from the same state: flushed
 // end to end, the dirty bitmap clean but for the activity extents, every

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"time"
 
 	"github.com/vigil-ha/vigil/internal/blockbench"
+	"github.com/vigil-ha/vigil/replicator/wire"
 )
 
 const (
@@ -61,19 +64,28 @@ func (t *topology) pair() (ac, bc net.Conn, err error) {
 	return ac, bc, nil
 }
 
-// tcpResult is the link's raw throughput.
-type tcpResult struct {
+// streamResult is what one stream from a to b delivered: the bytes the
+// receiver took, over the time from the first write to the receiver's
+// end of stream.
+type streamResult struct {
 	bytes   int64
 	elapsed time.Duration
 }
 
-// measureTCP streams 1 MiB writes from a to b for d over one plain TCP
-// connection; the rate is the bytes received over the time from the first
-// write to the receiver's end of stream.
-func measureTCP(ctx context.Context, t *topology, d time.Duration) (tcpResult, error) {
+// endpoints are the two ends of a stream: send writes one 1 MiB block
+// from a; recv takes everything b receives, to the end of the stream,
+// and returns how many bytes of data it took.
+type endpoints struct {
+	send func() error
+	recv func() (int64, error)
+}
+
+// measureStream streams 1 MiB blocks from a to b for d over one TCP
+// connection, through the endpoints that ends makes of its two ends.
+func measureStream(ctx context.Context, t *topology, d time.Duration, what string, ends func(ac, bc net.Conn) (endpoints, error)) (streamResult, error) {
 	ac, bc, err := t.pair()
 	if err != nil {
-		return tcpResult{}, err
+		return streamResult{}, err
 	}
 	defer ac.Close()
 	defer bc.Close()
@@ -82,6 +94,10 @@ func measureTCP(ctx context.Context, t *topology, d time.Duration) (tcpResult, e
 	deadline := time.Now().Add(d + ioSlack)
 	ac.SetDeadline(deadline)
 	bc.SetDeadline(deadline)
+	ep, err := ends(ac, bc)
+	if err != nil {
+		return streamResult{}, fmt.Errorf("%s stream: %w", what, err)
+	}
 
 	type recv struct {
 		n   int64
@@ -90,15 +106,13 @@ func measureTCP(ctx context.Context, t *topology, d time.Duration) (tcpResult, e
 	}
 	rc := make(chan recv, 1)
 	go func() {
-		n, err := io.CopyBuffer(io.Discard, bc, make([]byte, 1<<20))
+		n, err := ep.recv()
 		rc <- recv{n, time.Now(), err}
 	}()
-	buf := blockbench.AlignedBuffer(1 << 20)
-	blockbench.FillBlock(1, 0, buf)
 	start := time.Now()
 	var werr error
 	for time.Since(start) < d {
-		if _, werr = ac.Write(buf); werr != nil {
+		if werr = ep.send(); werr != nil {
 			break
 		}
 	}
@@ -107,9 +121,80 @@ func measureTCP(ctx context.Context, t *topology, d time.Duration) (tcpResult, e
 	}
 	r := <-rc
 	if werr != nil || r.err != nil {
-		return tcpResult{}, fmt.Errorf("tcp stream: send %v, receive %v", werr, r.err)
+		return streamResult{}, fmt.Errorf("%s stream: send %v, receive %v", what, werr, r.err)
 	}
-	return tcpResult{bytes: r.n, elapsed: r.end.Sub(start)}, nil
+	return streamResult{bytes: r.n, elapsed: r.end.Sub(start)}, nil
+}
+
+// measureTCP streams 1 MiB writes from a to b for d over one plain TCP
+// connection: the link's raw throughput.
+func measureTCP(ctx context.Context, t *topology, d time.Duration) (streamResult, error) {
+	return measureStream(ctx, t, d, "tcp", func(ac, bc net.Conn) (endpoints, error) {
+		buf := blockbench.AlignedBuffer(1 << 20)
+		blockbench.FillBlock(1, 0, buf)
+		return endpoints{
+			send: func() error { _, err := ac.Write(buf); return err },
+			recv: func() (int64, error) { return io.CopyBuffer(io.Discard, bc, make([]byte, 1<<20)) },
+		}, nil
+	})
+}
+
+// measureWire streams Write frames of 1 MiB from a to b for d, as the
+// mirror connect carries them after its handshake (replicator/wire: each
+// frame CRC32C-checked and tagged under a session key of the cluster
+// key), with nothing done with the data: the most any mirror speaking
+// this protocol can move over the link.
+func measureWire(ctx context.Context, t *topology, d time.Duration) (streamResult, error) {
+	return measureStream(ctx, t, d, "wire", func(ac, bc net.Conn) (endpoints, error) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return endpoints{}, err
+		}
+		hello := func(node uint8) wire.Hello {
+			return wire.Hello{ConfigHash: [16]byte{1}, VolumeUUID: [16]byte{1}, Incarnation: 1 + uint64(node),
+				Size: 1 << 30, BlockSize: 4096, Node: node}
+		}
+		w, ar := wire.NewWriter(ac), wire.NewReader(ac, nil)
+		bw, r := wire.NewWriter(bc), wire.NewReader(bc, nil)
+		srv := make(chan error, 1)
+		go func() {
+			_, err := wire.Server(r, bw, wire.Config{ClusterKey: key, Local: hello(2)})
+			srv <- err
+		}()
+		_, cerr := wire.Client(ar, w, wire.Config{ClusterKey: key, Local: hello(1)})
+		if serr := <-srv; cerr != nil || serr != nil {
+			return endpoints{}, fmt.Errorf("handshake: client %v, server %v", cerr, serr)
+		}
+		data := blockbench.AlignedBuffer(wire.MaxData)
+		blockbench.FillBlock(1, 0, data)
+		var hb [wire.WriteHeaderSize]byte
+		head := wire.WriteHeader{Length: wire.MaxData}.Put(hb[:])
+		return endpoints{
+			send: func() error {
+				if _, err := w.WriteFrame(wire.TypeWrite, head, data); err != nil {
+					return err
+				}
+				return w.Flush()
+			},
+			recv: func() (int64, error) {
+				var n int64
+				for {
+					f, err := r.ReadFrame()
+					if errors.Is(err, io.EOF) {
+						return n, nil
+					}
+					if err != nil {
+						return n, err
+					}
+					_, data, err := wire.ParseWrite(f.Payload)
+					if err != nil {
+						return n, err
+					}
+					n += int64(len(data))
+				}
+			},
+		}, nil
+	})
 }
 
 // measureRTT times n ping-pongs of pingSize bytes from a to b over one TCP

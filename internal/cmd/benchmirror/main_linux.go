@@ -259,6 +259,12 @@ func measureAll(ctx context.Context, b *bench, res *results) error {
 		return fmt.Errorf("link tcp: %w", err)
 	}
 	res.tcpBytes, res.tcpElapsed, res.tcpCPU, res.cpus = tr.bytes, tr.elapsed, cm.busy(), cm.start.cpus
+	b.logf("link: the mirror connect's frames alone ...")
+	cm = startCPU()
+	if res.wire, err = measureWire(ctx, b.topo, b.o.tcpDur); err != nil {
+		return fmt.Errorf("link wire: %w", err)
+	}
+	res.wireCPU = cm.busy()
 
 	b.logf("partitions: filling three ...")
 	if err := b.createPartitions(ctx); err != nil {

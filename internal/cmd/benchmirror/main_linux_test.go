@@ -45,6 +45,9 @@ func TestQuickRun(t *testing.T) {
 	if !res.complete() || !res.dataOK {
 		t.Fatalf("incomplete results: %+v", res)
 	}
+	if res.wire.bytes <= 0 || res.wire.elapsed <= 0 || !strings.Contains(out.String(), "\nlink wire  ") {
+		t.Errorf("no wire stream: %+v", res.wire)
+	}
 
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 3 {
@@ -219,6 +222,27 @@ func TestGoals(t *testing.T) {
 		"bench-mirror: rand4k-p99-us raw=200 sync=300 async=300\n"+
 		"bench-mirror: resync-1pct-vs-full ratio=0.0300\n") {
 		t.Errorf("summary lines:\n%s", out.String())
+	}
+}
+
+// TestSeqGoalDetail: the sequential goal's line gives the wire stream's
+// share of tcp and how busy the CPUs would be at the goal, from the sync
+// runs' CPU per MiB.
+func TestSeqGoalDetail(t *testing.T) {
+	r := synthetic(4000, 2000, 1500, 0, 0, 0, time.Millisecond, time.Second)
+	if d := r.goals()[0].detail; strings.Contains(d, "frames alone") || strings.Contains(d, "busy") {
+		t.Errorf("detail without a wire stream or CPU figures: %q", d)
+	}
+	r.wire = streamResult{bytes: 1600e6, elapsed: time.Second}
+	r.cpus = 2
+	// 1 ms per MiB: 90 % of 2000 MB/s is 1716.6 MiB/s, 1.7166 CPUs of 2.
+	r.seq[varSync][0].cpu = 100 * time.Millisecond
+	r.seq[varSync][0].bytes = 100 << 20
+	d := r.goals()[0].detail
+	for _, want := range []string{"the frames alone, without a disk: 1600 MB/s = 80 % of tcp", "would keep the CPUs 86 % busy"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("detail %q lacks %q", d, want)
+		}
 	}
 }
 
