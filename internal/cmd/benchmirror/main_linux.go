@@ -265,6 +265,9 @@ func measureAll(ctx context.Context, b *bench, res *results) error {
 		return fmt.Errorf("link wire: %w", err)
 	}
 	res.wireCPU = cm.busy()
+	if res.codec, err = codecPerMiB(); err != nil {
+		return fmt.Errorf("codec: %w", err)
+	}
 
 	b.logf("partitions: filling three ...")
 	if err := b.createPartitions(ctx); err != nil {

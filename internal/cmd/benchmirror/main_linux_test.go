@@ -48,6 +48,9 @@ func TestQuickRun(t *testing.T) {
 	if res.wire.bytes <= 0 || res.wire.elapsed <= 0 || !strings.Contains(out.String(), "\nlink wire  ") {
 		t.Errorf("no wire stream: %+v", res.wire)
 	}
+	if res.codec <= 0 || !strings.Contains(out.String(), "of which the frames' codec: ") {
+		t.Errorf("no codec figure: %v", res.codec)
+	}
 
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 3 {
