@@ -13,7 +13,8 @@
 // removed first.
 //
 // It measures the link first: TCP ping-pong RTT (64 bytes), one TCP
-// stream of 1 MiB writes (the throughput ceiling), and one stream of the
+// stream of 1 MiB writes read 1 MiB at a time (the throughput ceiling),
+// and one stream of the
 // mirror connect's own 1 MiB Write frames after its handshake
 // (replicator/wire: CRC32C and a GMAC tag under a session key on each,
 // sealed by one sender and checked by one reader, the data then dropped):
@@ -47,9 +48,10 @@
 // write latencies are pooled. Beside the sequential rates it prints the
 // machine's busy CPU time per MiB (/proc/stat, all CPUs) of the TCP and
 // wire streams and of each sequential variant, the codec's share (a 1 MiB
-// Write sealed and checked in process, the fastest of 64), and how busy
-// the CPUs would be mirroring at the goal's rate at the sync runs' cost:
-// what bounds a rate on a small machine. A data check ends the run: after the
+// Write sealed and checked in process, the fastest of 64), and how many
+// CPUs mirroring at the goal's rate would take: at the least (the TCP
+// stream's, the codec's and two raw writes' CPU per MiB) and at the sync
+// runs' own cost. That is what bounds a rate on a small machine. A data check ends the run: after the
 // last flush both mirror partitions must be equal.
 //
 // Each measurement through the engine starts from the same state: flushed
