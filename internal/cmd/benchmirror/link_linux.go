@@ -139,10 +139,10 @@ func measureTCP(ctx context.Context, t *topology, d time.Duration) (streamResult
 			// to io.Discard would read 8 KiB at a time (its ReadFrom),
 			// a slower receiver than any frame reader.
 			recv: func() (int64, error) {
-				buf := make([]byte, 1<<20)
+				into := make([]byte, 1<<20)
 				var n int64
 				for {
-					k, err := bc.Read(buf)
+					k, err := bc.Read(into)
 					n += int64(k)
 					if errors.Is(err, io.EOF) {
 						return n, nil
