@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vigil-ha/vigil/replicator/meta"
 	"github.com/vigil-ha/vigil/replicator/wire"
@@ -19,6 +20,30 @@ type heldVolume struct {
 	hold atomic.Pointer[chan struct{}]
 	// only, if set before the node starts, picks the writes block holds.
 	only func(off int64) bool
+	// meet, if set (with met) before the node starts, makes each read
+	// wait, for two seconds at most, until meet reads were in at once.
+	// most is the most reads that were in at once.
+	meet     int32
+	met      chan struct{}
+	metOnce  sync.Once
+	in, most atomic.Int32
+}
+
+func (v *heldVolume) ReadAt(p []byte, off int64) (int, error) {
+	n := v.in.Add(1)
+	defer v.in.Add(-1)
+	for m := v.most.Load(); n > m && !v.most.CompareAndSwap(m, n); m = v.most.Load() {
+	}
+	if v.meet > 0 {
+		if n >= v.meet {
+			v.metOnce.Do(func() { close(v.met) })
+		}
+		select {
+		case <-v.met:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return v.Volume.ReadAt(p, off)
 }
 
 func (v *heldVolume) WriteAt(p []byte, off int64) (int, error) {

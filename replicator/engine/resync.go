@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-ha/vigil/replicator/meta"
@@ -359,42 +361,8 @@ func (c *conn) runResync(rs *resyncRun) {
 		e.startRunLocked(rs)
 		e.mu.Unlock()
 	}
-	chunk := min(c.maxData, wire.MaxData)
-	buf := make([]byte, chunk)
-	var hb [wire.WriteHeaderSize]byte
-	ahead := readAhead{runs: rs.runs}
-	ahead.p, _ = e.cfg.Data.(Prefetcher)
-	for _, r := range rs.runs {
-		for off := r.off; off < r.end; {
-			n := min(uint64(chunk), r.end-off)
-			ahead.consume(n)
-			if !e.limiter.wait(context.Background(), c.done, int(n)) {
-				return
-			}
-			s := span{off, off + n}
-			if !e.lockSpan(context.Background(), s, c) {
-				return
-			}
-			data := buf[:n]
-			_, err := e.cfg.Data.ReadAt(data, int64(off))
-			if err != nil {
-				err = fmt.Errorf("mirror resync read at %d: %w", off, err)
-			} else {
-				h := wire.WriteHeader{Offset: off, Length: uint32(n), Flags: wire.StatusOK}
-				err = c.send(wire.TypeResyncData, h.Put(hb[:]), data, nil)
-			}
-			e.unlockSpan(s)
-			if err != nil {
-				c.fail(err)
-				return
-			}
-			off += n
-			e.mu.Lock()
-			e.rsDone += n
-			e.rsSent += n
-			e.meter.add(time.Now(), e.rsDone)
-			e.mu.Unlock()
-		}
+	if !c.sendRuns(rs.runs) {
+		return
 	}
 	st, ok := c.control(ResyncDoneID)
 	if !ok {
@@ -407,6 +375,92 @@ func (c *conn) runResync(rs *resyncRun) {
 	if err := c.sourceDone(rs); err != nil {
 		c.fail(err)
 	}
+}
+
+// resyncWorkers is how many chunks a resync source reads and sends at
+// once: one chunk's read and seal overlap another's socket write.
+const resyncWorkers = 3
+
+// sendRuns sends runs as ResyncData, chunk by chunk, resyncWorkers at
+// once, paced by the rate limit. It returns false when the connection
+// ended or failed first (a read or send error fails it).
+func (c *conn) sendRuns(runs []span) bool {
+	e := c.e
+	chunk := uint64(min(c.maxData, wire.MaxData))
+	ahead := readAhead{runs: runs}
+	ahead.p, _ = e.cfg.Data.(Prefetcher)
+	var mu sync.Mutex
+	i, off := 0, uint64(0)
+	// next hands out the next chunk of the runs, in order.
+	next := func() (span, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for ; i < len(runs); i++ {
+			off = max(off, runs[i].off)
+			if off < runs[i].end {
+				n := min(chunk, runs[i].end-off)
+				ahead.consume(n)
+				off += n
+				return span{off - n, off}, true
+			}
+		}
+		return span{}, false
+	}
+	var stopped atomic.Bool
+	var wg sync.WaitGroup
+	for range resyncWorkers {
+		wg.Go(func() {
+			buf := make([]byte, chunk)
+			for !stopped.Load() {
+				s, ok := next()
+				if !ok {
+					return
+				}
+				if !c.sendChunk(s, buf) {
+					stopped.Store(true)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return !stopped.Load()
+}
+
+// sendChunk sends the chunk s of a resync as ResyncData, read into buf,
+// once the rate limit lets it go and no write in flight overlaps it; it
+// locks s like a write meanwhile, so a chunk and an overlapping write
+// reach the peer in the order they were applied here. It returns false
+// when the connection ended or failed first.
+func (c *conn) sendChunk(s span, buf []byte) bool {
+	e := c.e
+	n := s.end - s.off
+	if !e.limiter.wait(context.Background(), c.done, int(n)) {
+		return false
+	}
+	if !e.lockSpan(context.Background(), s, c) {
+		return false
+	}
+	data := buf[:n]
+	_, err := e.cfg.Data.ReadAt(data, int64(s.off))
+	if err != nil {
+		err = fmt.Errorf("mirror resync read at %d: %w", s.off, err)
+	} else {
+		var hb [wire.WriteHeaderSize]byte
+		h := wire.WriteHeader{Offset: s.off, Length: uint32(n), Flags: wire.StatusOK}
+		err = c.send(wire.TypeResyncData, h.Put(hb[:]), data, nil)
+	}
+	e.unlockSpan(s)
+	if err != nil {
+		c.fail(err)
+		return false
+	}
+	e.mu.Lock()
+	e.rsDone += n
+	e.rsSent += n
+	e.meter.add(time.Now(), e.rsDone)
+	e.mu.Unlock()
+	return true
 }
 
 // sourceDone ends a resync on the source once the target acked

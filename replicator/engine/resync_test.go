@@ -200,6 +200,31 @@ func TestSecondaryRestartDifferential(t *testing.T) {
 	}
 }
 
+// TestResyncChunksOverlap: a resync source reads resyncWorkers chunks at
+// once (one chunk's read and seal overlap another's send), and the target
+// ends identical.
+func TestResyncChunksOverlap(t *testing.T) {
+	gens := meta.Generations{Current: 0xabc}
+	hv := &heldVolume{meet: resyncWorkers, met: make(chan struct{})}
+	p := newNodeCfg(t, Primary, 1, gens, func(c *Config) { c.Data = hv })
+	s := newNode(t, Secondary, 2, gens)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(111, 112))
+	for r := range volSize / gran { // every region dirty: 8 chunks of 1 MiB
+		if err := p.e.Write(ctx, uint64(r)*gran, block(rng, uint64(r), 4096), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustConnect(t, p, s)
+	if got := hv.most.Load(); got != resyncWorkers {
+		t.Errorf("%d resync reads at once at most, want %d", got, resyncWorkers)
+	}
+	if st := p.e.Status(); st.ResyncSent != volSize {
+		t.Errorf("resync sent %d bytes, want %d", st.ResyncSent, volSize)
+	}
+	sameFiles(t, p.path, s.path)
+}
+
 // TestWritesDuringResync: application writes replicate while a long,
 // rate-limited resync streams (they are not held for its length), a
 // resync chunk and an overlapping write are ordered like two writes, and
