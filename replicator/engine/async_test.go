@@ -13,8 +13,9 @@ import (
 	"github.com/vigil-ha/vigil/replicator/wire"
 )
 
-// heldVolume is a Volume whose writes wait while the test holds it: a
-// secondary that cannot keep up.
+// heldVolume is a Volume whose writes wait while the test holds it (a
+// secondary that cannot keep up), and whose reads may be made to meet (a
+// resync source reading several chunks at once).
 type heldVolume struct {
 	Volume
 	hold atomic.Pointer[chan struct{}]
